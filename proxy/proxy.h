@@ -1,0 +1,83 @@
+/*
+ * proxy.h — one invocation, one sandboxed run (public API of proxy/).
+ *
+ * The processor owns slots; each slot runs at most one invocation at a
+ * time, on the slot's own thread, by calling px_execute(). px_execute()
+ * builds a fresh private work dir with exactly the request's files, runs
+ * `compile.sh <entry>` (when the runtime has one) and then
+ * `runtime.sh <entry> [args...]` in it, each stage under its limits,
+ * collects output and usage into cr_stage structs, and removes the work
+ * dir whatever happened.
+ *
+ * Each stage is run by a "keeper": a process forked from the slot
+ * thread that becomes the subreaper of everything the stage starts,
+ * applies the sandbox (uid drop, rlimits, cgroup; namespaces and seccomp
+ * slot in here, see sandbox.h), forks the stage's process, and when that
+ * process ends or must be stopped (wall limit, output limit, cancel)
+ * kills the whole tree — double-forked daemons included — before it
+ * reports back and exits. Nothing of a stage outlives px_execute().
+ */
+#ifndef PX_PROXY_H
+#define PX_PROXY_H
+
+#include "wire.h"
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Worker-wide configuration, fixed at start (px_init). */
+typedef struct px_config {
+	const char *runtime_dir; /* holds runtime.sh and maybe compile.sh; readable by slot uids */
+	const char *work_root;   /* work dirs are created below it */
+	bool has_compile;        /* runtime_dir/compile.sh exists */
+	int nslots;
+	/* Unprivileged identity: slot i runs as uid_base + i, gid `gid`.
+	 * uid_base < 0: do not change uid (processor not root). */
+	int uid_base;
+	int gid;
+	/* Extra environment for every stage, "KEY=VALUE" (may be NULL). */
+	char *const *base_env;
+} px_config;
+
+typedef struct px_slot px_slot;
+
+/* Resolved (defaults applied, maxima checked) limits and the request. */
+typedef struct px_job {
+	const cr_request *req;
+	cr_limits run_limits;     /* every field set */
+	cr_limits compile_limits; /* every field set */
+} px_job;
+
+typedef struct px_result {
+	bool has_compile; /* compile stage ran */
+	bool has_run;     /* run stage ran (false when compile failed) */
+	cr_stage compile;
+	cr_stage run;
+	bool cancelled;   /* px_cancel() stopped it; stages hold what ran */
+} px_result;
+
+/* Prepare the worker: check dirs, cgroups, uids. -1 with err on failure. */
+int px_init(const px_config *cfg, char *err, size_t errlen);
+void px_fini(void);
+
+/* Slot i (0 <= i < nslots), valid after px_init. */
+px_slot *px_slot_at(int i);
+
+/* Run one invocation on a slot; blocks. 0 with *res filled (statuses of
+ * the stages say how they ended), or -1 with err for an internal failure
+ * (work dir could not be made, fork failed, ...). res is always safe to
+ * px_result_free(). */
+int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err,
+               size_t errlen);
+void px_result_free(px_result *res);
+
+/* Thread-safe, from any thread: stop what runs on the slot now (whole
+ * tree killed); px_execute() then returns with res->cancelled set. A
+ * cancel that arrives between stages stops the next stage from starting.
+ * No effect when the slot is idle. */
+void px_cancel(px_slot *slot);
+
+/* A short description of the isolation in force, for `info` and logs. */
+const char *px_isolation(void);
+
+#endif
