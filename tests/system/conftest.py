@@ -1,0 +1,127 @@
+"""Fixtures shared by the system tests: they start the real binaries from
+the build dir (CORRAL_BUILD, default ./build) on real sockets."""
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import sp  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("CORRAL_BUILD", REPO / "build"))
+RUNTIMES = REPO / "runtimes"
+_uid_bases = iter(range(62000, 64000, 16))  # distinct slot uids per worker
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Worker:
+    """One corral-processor on a tcp port, started and awaited through its
+    readiness fd (the s6 notification protocol)."""
+
+    def __init__(self, runtime, slots=2, args=(), env=None, tmp=None):
+        self.runtime = runtime
+        self.port = free_port()
+        self.url = "tcp://127.0.0.1:%d" % self.port
+        rfd, wfd = os.pipe()
+        cmd = [str(BUILD / "corral-processor"),
+               "--listen", self.url,
+               "--runtime-dir", str(RUNTIMES / runtime),
+               "--slots", str(slots),
+               "--notify-fd", str(wfd)]
+        if os.geteuid() == 0:
+            cmd += ["--uid-base", str(next(_uid_bases))]
+        cmd += list(args)
+        e = dict(os.environ)
+        e.update(env or {})
+        self.stderr_path = os.path.join(tmp or "/tmp", "worker-%d.log" % self.port)
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdout=self.stderr,
+                                     stderr=self.stderr, env=e)
+        os.close(wfd)
+        ready = b""
+        deadline = time.time() + 20
+        while b"\n" not in ready and time.time() < deadline:
+            if self.proc.poll() is not None:
+                break
+            import select
+            r, _, _ = select.select([rfd], [], [], 0.2)
+            if r:
+                chunk = os.read(rfd, 64)
+                if not chunk:
+                    break
+                ready += chunk
+        os.close(rfd)
+        if b"\n" not in ready:
+            self.stop()
+            raise RuntimeError("worker did not become ready: " + self.log())
+
+    def log(self):
+        self.stderr.flush()
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def call(self, msg, timeout=60.0):
+        return sp.call(self.url, msg, timeout)
+
+    def run(self, files, **kw):
+        """files: {name: content} (ordered: the first is the entry)."""
+        msg = {"v": 1, "op": "run", "id": kw.pop("id", "t%d" % time.monotonic_ns()),
+               "files": [{"name": n, "content": c} for n, c in files.items()]}
+        msg.update(kw)
+        return self.call(msg)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def worker_factory(tmp_path):
+    workers = []
+
+    def make(runtime, **kw):
+        w = Worker(runtime, tmp=str(tmp_path), **kw)
+        workers.append(w)
+        return w
+
+    yield make
+    for w in workers:
+        w.stop()
+
+
+@pytest.fixture(scope="module")
+def module_workers(tmp_path_factory):
+    """Workers shared by a module's tests: module_workers('python')."""
+    tmp = tmp_path_factory.mktemp("workers")
+    cache = {}
+
+    def get(runtime, **kw):
+        key = (runtime, tuple(sorted(kw.items())))
+        if key not in cache:
+            cache[key] = Worker(runtime, tmp=str(tmp), **kw)
+        return cache[key]
+
+    yield get
+    for w in cache.values():
+        w.stop()
