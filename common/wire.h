@@ -81,14 +81,19 @@ typedef struct cr_caps {
 	size_t max_total_bytes; /* all files + stdin */
 	size_t max_args;
 	size_t max_env;
-	size_t max_name_len; /* file path length */
+	size_t max_name_len;      /* file path length */
+	size_t max_argenv_bytes;  /* args + env, all strings */
 } cr_caps;
 
 extern const cr_caps cr_caps_default;
 
-/* 0 on success; -1 with a human message in err (never NULL-terminated
- * past errlen). On failure *req is left freed and zeroed; the id is kept
- * in req->id when it could be read, so the error reply can carry it. */
+/* Decoding outcome: 0, or the error class for the reply's error.code. */
+#define CR_DECODE_BAD (-1)         /* bad_request */
+#define CR_DECODE_UNSUPPORTED (-2) /* unsupported (v or op) */
+
+/* 0 on success; CR_DECODE_* with a human message in err. On failure
+ * *req is left freed except req->id, kept when it could be read so that
+ * the error reply can carry it. */
 int cr_request_decode(const void *buf, size_t len, const cr_caps *caps,
                       cr_request *req, char *err, size_t errlen);
 void cr_request_free(cr_request *req);
@@ -112,6 +117,8 @@ typedef enum {
 } cr_status;
 
 const char *cr_status_name(cr_status s);
+/* "SIGSEGV" for SIGSEGV; "SIGUNKNOWN" for a number it does not know. */
+const char *cr_signal_name(int sig);
 
 /* One stage (compile or run) as it ran. */
 typedef struct cr_stage {
