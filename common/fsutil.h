@@ -1,0 +1,17 @@
+/*
+ * fsutil.h — file-tree helpers the programs share.
+ */
+#ifndef CR_FSUTIL_H
+#define CR_FSUTIL_H
+
+#include <sys/types.h>
+
+/* Remove path and everything below it, never following symlinks; makes
+ * read-only folders writable on the way. 0, or -1 with errno. */
+int cr_rmtree(const char *path);
+
+/* Copy folder src to dst (created with mode 0755), regular files and
+ * folders only; files keep their exec bits and become world-readable. */
+int cr_copytree(const char *src, const char *dst);
+
+#endif
