@@ -1,0 +1,2 @@
+echo "argc=$#"
+for a in "$@"; do printf '[%s]\n' "$a"; done

@@ -1,0 +1,3 @@
+import { greet } from "./lib/greet.mjs";
+
+console.log(greet("esm"));
