@@ -1,0 +1,248 @@
+/*
+ * config.c — corral-processor's configuration.
+ *
+ * Every setting has a flag and a CORRAL_* environment variable (the flag
+ * wins), so the same binary is configured by s6 run scripts, container
+ * environments and the command line alike. The table below is the one
+ * place that lists them: parsing and --help both read it.
+ */
+#include "conf.h"
+#include "processor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { O_LISTEN, O_RUNTIME, O_STATE, O_SLOTS, O_UID, O_NOTIFY, O_DRAIN, O_NAME,
+       O_MAXMSG, O_LIM, O_MAXLIM, O_CLIM, O_MAXCLIM, O_MAXFILES, O_MAXFILE,
+       O_MAXTOTAL, O_N };
+
+static const struct opt {
+	const char *flag, *env, *arg, *help;
+} opts[O_N] = {
+	[O_LISTEN] = { "--listen", "CORRAL_LISTEN", "URL",
+	               "nng URL to listen on, tcp:// or ipc://; repeatable (env: space separated) "
+	               "[tcp://127.0.0.1:7070]" },
+	[O_RUNTIME] = { "--runtime-dir", "CORRAL_RUNTIME_DIR", "DIR",
+	                "the runtime: runtime.sh, runtime.conf, optional compile.sh (required)" },
+	[O_STATE] = { "--state-dir", "CORRAL_STATE_DIR", "DIR",
+	              "private dir for work dirs and the staged runtime; emptied at start "
+	              "[/tmp/corral.<pid>]" },
+	[O_SLOTS] = { "--slots", "CORRAL_SLOTS", "N", "invocations at once [number of CPUs]" },
+	[O_UID] = { "--uid-base", "CORRAL_UID_BASE", "UID",
+	            "when root, slot i runs as uid UID+i, gid UID+i [60000]" },
+	[O_NOTIFY] = { "--notify-fd", "CORRAL_NOTIFY_FD", "FD",
+	               "write a newline to FD once listening (s6 readiness) [none]" },
+	[O_DRAIN] = { "--drain-ms", "CORRAL_DRAIN_MS", "MS",
+	              "on SIGTERM, how long running invocations may finish [30000]" },
+	[O_NAME] = { "--name", "CORRAL_NAME", "NAME", "worker name in replies [hostname]" },
+	[O_MAXMSG] = { "--max-message", "CORRAL_MAX_MESSAGE", "BYTES",
+	               "largest request nng accepts; larger ones drop the connection [64M]" },
+	[O_LIM] = { "--limits", "CORRAL_LIMITS", "K=V,...",
+	            "default run limits [wall_ms=10000,cpu_ms=10000,memory_bytes=256M,"
+	            "pids=64,output_bytes=1M,file_bytes=16M]" },
+	[O_MAXLIM] = { "--max-limits", "CORRAL_MAX_LIMITS", "K=V,...",
+	               "maximum run limits a request may ask [wall_ms=60000,cpu_ms=60000,"
+	               "memory_bytes=1G,pids=256,output_bytes=16M,file_bytes=256M]" },
+	[O_CLIM] = { "--compile-limits", "CORRAL_COMPILE_LIMITS", "K=V,...",
+	             "default compile limits [wall_ms=30000,cpu_ms=30000,memory_bytes=512M,"
+	             "pids=64,output_bytes=1M,file_bytes=64M]" },
+	[O_MAXCLIM] = { "--max-compile-limits", "CORRAL_MAX_COMPILE_LIMITS", "K=V,...",
+	                "maximum compile limits [wall_ms=120000,cpu_ms=120000,"
+	                "memory_bytes=2G,pids=256,output_bytes=16M,file_bytes=512M]" },
+	[O_MAXFILES] = { "--max-files", "CORRAL_MAX_FILES", "N", "files in a request [256]" },
+	[O_MAXFILE] = { "--max-file-bytes", "CORRAL_MAX_FILE_BYTES", "BYTES",
+	                "one file of a request [8M]" },
+	[O_MAXTOTAL] = { "--max-request-bytes", "CORRAL_MAX_REQUEST_BYTES", "BYTES",
+	                 "all files plus stdin of a request [16M]" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: corral-processor --runtime-dir DIR [options]\n\n"
+	           "Serves invocations of one runtime over nng (wire protocol v1, "
+	           "docs/protocol.md).\nEach option can also be set by the environment "
+	           "variable shown.\n\n");
+	for (int i = 0; i < O_N; i++)
+		fprintf(f, "  %s %s\n      %s\n      (env %s)\n", opts[i].flag, opts[i].arg,
+		        opts[i].help, opts[i].env);
+	fprintf(f, "  --help\n      this text\n\nSignals: SIGTERM/SIGINT drain and exit 0.\n");
+}
+
+static void defaults(pr_config *c)
+{
+	memset(c, 0, sizeof *c);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	c->slots = n > 0 ? (int)n : 1;
+	c->uid_base = geteuid() == 0 ? 60000 : -1;
+	c->notify_fd = -1;
+	c->drain_ms = 30000;
+	c->max_message = 64u << 20;
+	c->caps = cr_caps_default;
+	if (gethostname(c->name, sizeof c->name - 1) != 0)
+		strcpy(c->name, "worker");
+	c->run_default = (cr_limits){ 10000, 10000, 256 << 20, 64, 1 << 20, 16 << 20 };
+	c->run_max = (cr_limits){ 60000, 60000, 1 << 30, 256, 16 << 20, 256 << 20 };
+	c->compile_default = (cr_limits){ 30000, 30000, 512 << 20, 64, 1 << 20, 64 << 20 };
+	c->compile_max = (cr_limits){ 120000, 120000, 2LL << 30, 256, 16 << 20, 512 << 20 };
+}
+
+static int bad(int o, const char *val, const char *why)
+{
+	fprintf(stderr, "corral-processor: %s (%s) '%s': %s\n", opts[o].flag, opts[o].env,
+	        val, why);
+	return -1;
+}
+
+static int set_int(int o, const char *v, int64_t lo, int64_t hi, int64_t *out)
+{
+	if (cr_parse_size(v, out) || *out < lo || *out > hi) {
+		char why[96];
+		snprintf(why, sizeof why, "expected a number from %lld to %lld", (long long)lo,
+		         (long long)hi);
+		return bad(o, v, why);
+	}
+	return 0;
+}
+
+static int add_listen(pr_config *c, const char *v)
+{
+	if (c->nlisten == PR_MAX_LISTEN)
+		return bad(O_LISTEN, v, "too many listen URLs");
+	if (strncmp(v, "tcp://", 6) && strncmp(v, "ipc://", 6))
+		return bad(O_LISTEN, v, "expected tcp://HOST:PORT or ipc:///PATH");
+	c->listen[c->nlisten++] = v;
+	return 0;
+}
+
+static int apply(pr_config *c, int o, const char *v)
+{
+	int64_t n;
+	char err[256];
+	cr_limits *lims[] = { &c->run_default, &c->run_max, &c->compile_default,
+		              &c->compile_max };
+	switch (o) {
+	case O_LISTEN: return add_listen(c, v);
+	case O_RUNTIME: c->runtime_dir = v; return 0;
+	case O_STATE: c->state_dir = v; return 0;
+	case O_SLOTS:
+		if (set_int(o, v, 1, 1024, &n)) return -1;
+		c->slots = (int)n; return 0;
+	case O_UID:
+		if (set_int(o, v, 1, 0x7fff0000, &n)) return -1;
+		c->uid_base = geteuid() == 0 ? (int)n : -1; return 0;
+	case O_NOTIFY:
+		if (set_int(o, v, 0, 1 << 20, &n)) return -1;
+		c->notify_fd = (int)n; return 0;
+	case O_DRAIN: return set_int(o, v, 0, 3600000, &c->drain_ms);
+	case O_NAME: snprintf(c->name, sizeof c->name, "%s", v); return 0;
+	case O_MAXMSG:
+		if (set_int(o, v, 1024, 1LL << 31, &n)) return -1;
+		c->max_message = (size_t)n; return 0;
+	case O_MAXFILES:
+		if (set_int(o, v, 1, 65536, &n)) return -1;
+		c->caps.max_files = (size_t)n; return 0;
+	case O_MAXFILE:
+		if (set_int(o, v, 1, 1LL << 31, &n)) return -1;
+		c->caps.max_file_bytes = (size_t)n; return 0;
+	case O_MAXTOTAL:
+		if (set_int(o, v, 1, 1LL << 31, &n)) return -1;
+		c->caps.max_total_bytes = (size_t)n; return 0;
+	default:
+		if (cr_parse_limits(v, lims[o - O_LIM], err, sizeof err))
+			return bad(o, v, err);
+		return 0;
+	}
+}
+
+/* Environment first, so that flags override it. */
+static int load_env(pr_config *c)
+{
+	for (int o = 0; o < O_N; o++) {
+		const char *v = cr_env(opts[o].env);
+		if (!v)
+			continue;
+		if (o == O_LISTEN) {
+			static char buf[4096];
+			snprintf(buf, sizeof buf, "%s", v);
+			char *save = NULL;
+			for (char *t = strtok_r(buf, " ,", &save); t; t = strtok_r(NULL, " ,", &save))
+				if (add_listen(c, t))
+					return -1;
+		} else if (apply(c, o, v)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int check(pr_config *c)
+{
+	if (!c->runtime_dir) {
+		fprintf(stderr, "corral-processor: --runtime-dir (CORRAL_RUNTIME_DIR) is required; "
+		                "see --help\n");
+		return -1;
+	}
+	for (int i = 0; i < CR_NLIMITS; i++) {
+		if (cr_limit_get(&c->run_default, i) > cr_limit_get(&c->run_max, i) ||
+		    cr_limit_get(&c->compile_default, i) > cr_limit_get(&c->compile_max, i)) {
+			fprintf(stderr, "corral-processor: default %s is above its maximum\n",
+			        cr_limit_name(i));
+			return -1;
+		}
+	}
+	if (c->nlisten == 0)
+		c->listen[c->nlisten++] = "tcp://127.0.0.1:7070";
+	return 0;
+}
+
+int pr_config_load(pr_config *c, int argc, char **argv)
+{
+	defaults(c);
+	if (load_env(c))
+		return -1;
+	bool env_listen = c->nlisten > 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 1;
+		}
+		int o;
+		for (o = 0; o < O_N && strcmp(argv[i], opts[o].flag) != 0; o++)
+			;
+		if (o == O_N) {
+			fprintf(stderr, "corral-processor: unknown option '%s'; see --help\n", argv[i]);
+			return -1;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "corral-processor: %s needs a value (%s)\n", opts[o].flag,
+			        opts[o].arg);
+			return -1;
+		}
+		if (o == O_LISTEN && env_listen) { /* flags replace the env's list */
+			c->nlisten = 0;
+			env_listen = false;
+		}
+		if (apply(c, o, argv[++i]))
+			return -1;
+	}
+	return check(c);
+}
+
+int pr_limits_resolve(const cr_limits *asked, const cr_limits *def, const cr_limits *max,
+                      const char *what, cr_limits *out, char *err, size_t errlen)
+{
+	for (int i = 0; i < CR_NLIMITS; i++) {
+		int64_t v = cr_limit_get(asked, i);
+		if (v == CR_UNSET)
+			v = cr_limit_get(def, i);
+		if (v > cr_limit_get(max, i)) {
+			snprintf(err, errlen, "%s.%s: %lld is above this worker's maximum %lld", what,
+			         cr_limit_name(i), (long long)v, (long long)cr_limit_get(max, i));
+			return -1;
+		}
+		*cr_limit_ref(out, i) = v;
+	}
+	return 0;
+}

@@ -1,0 +1,159 @@
+/*
+ * main.c — corral-processor: serve invocations of one runtime over nng.
+ *
+ * Start-up: configuration, a private state dir, the runtime (metadata,
+ * version, staged copy), the proxy, the slots, the listeners; then the
+ * readiness newline for s6 on --notify-fd. The main thread then only
+ * waits for signals: SIGTERM or SIGINT starts the drain — new runs are
+ * refused with `busy` (the listeners stay open: closing one would cut
+ * the connections the running invocations must reply on), running ones
+ * get --drain-ms to finish and are cancelled after that, every reply is
+ * sent, and the process exits 0.
+ */
+#include "conf.h"
+#include "fsutil.h"
+#include "log.h"
+#include "processor.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char state_dir[4096];
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int make_state_dir(const pr_config *cfg)
+{
+	if (cfg->state_dir)
+		snprintf(state_dir, sizeof state_dir, "%s", cfg->state_dir);
+	else
+		snprintf(state_dir, sizeof state_dir, "%s/corral.%d",
+		         cr_env("TMPDIR") ? cr_env("TMPDIR") : "/tmp", (int)getpid());
+	/* Ours alone: whatever a previous run (killed -9) left is stale. */
+	if (cr_rmtree(state_dir) && errno != ENOENT)
+		return -1;
+	char work[4200];
+	snprintf(work, sizeof work, "%s/work", state_dir);
+	if (mkdir(state_dir, 0711) || chmod(state_dir, 0711) || mkdir(work, 0711) ||
+	    chmod(work, 0711))
+		return -1;
+	return 0;
+}
+
+static void wait_until(int (*count)(void), int64_t deadline)
+{
+	while (count() > 0 && now_ms() < deadline)
+		usleep(5000);
+}
+
+static void drain(const pr_config *cfg, int sig)
+{
+	cr_log("info", "draining", "signal=%s running=%d drain_ms=%lld", strsignal(sig),
+	       pr_slots_busy(), (long long)cfg->drain_ms);
+	pr_slots_set_draining(true);
+	wait_until(pr_server_inflight, now_ms() + cfg->drain_ms);
+	if (pr_server_inflight() > 0) {
+		cr_log("warn", "drain time is up; cancelling", "running=%d", pr_slots_busy());
+		pr_slots_cancel_all();
+		wait_until(pr_server_inflight, now_ms() + 5000);
+	}
+	usleep(20000); /* let nng flush the last replies to the wire */
+}
+
+static int start(pr_config *cfg, pr_runtime *rt)
+{
+	char err[512], q[600];
+	if (make_state_dir(cfg)) {
+		cr_log("error", "cannot create the state dir", "dir=%s error=\"%s\"",
+		       cr_log_quote(q, sizeof q, state_dir), strerror(errno));
+		return -1;
+	}
+	if (pr_runtime_load(rt, cfg->runtime_dir, state_dir, err, sizeof err)) {
+		cr_log("error", "cannot load the runtime", "error=%s", cr_log_quote(q, sizeof q, err));
+		return -1;
+	}
+	char work[4200];
+	snprintf(work, sizeof work, "%s/work", state_dir);
+	px_config pc = {
+		.runtime_dir = rt->staged_dir,
+		.work_root = work,
+		.has_compile = rt->compiled,
+		.nslots = cfg->slots,
+		.uid_base = cfg->uid_base,
+		.gid = -1,
+	};
+	if (px_init(&pc, err, sizeof err)) {
+		cr_log("error", "cannot start the sandbox", "error=%s", cr_log_quote(q, sizeof q, err));
+		return -1;
+	}
+	if (pr_slots_start(cfg, rt) || pr_server_start(cfg, rt))
+		return -1;
+	return 0;
+}
+
+static void notify_ready(int fd)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, "\n", 1) != 1)
+		cr_log("warn", "readiness notification failed", "fd=%d error=\"%s\"", fd,
+		       strerror(errno));
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	static pr_config cfg;
+	static pr_runtime rt;
+	cr_log_init("corral-processor");
+	int rc = pr_config_load(&cfg, argc, argv);
+	if (rc)
+		return rc > 0 ? 0 : 2;
+
+	/* Signals are taken by sigwait() below, never by handlers, so every
+	 * thread started from here on has them blocked. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (start(&cfg, &rt)) {
+		if (state_dir[0])
+			cr_rmtree(state_dir);
+		return 1;
+	}
+	char q[300];
+	cr_log("info", "ready",
+	       "runtime=%s version=%s slots=%d listen=%s isolation=%s uid_base=%d pid=%d",
+	       rt.name, rt.version, cfg.slots, cr_log_quote(q, sizeof q, cfg.listen[0]),
+	       px_isolation(), cfg.uid_base, (int)getpid());
+	notify_ready(cfg.notify_fd);
+
+	int sig;
+	do {
+		if (sigwait(&set, &sig))
+			sig = SIGTERM;
+	} while (sig == SIGHUP); /* reserved for reload; ignored for now */
+	drain(&cfg, sig);
+	pr_server_stop();
+	pr_slots_stop();
+	px_fini();
+	cr_rmtree(state_dir);
+	cr_log("info", "stopped", "pid=%d", (int)getpid());
+	return 0;
+}
