@@ -1,0 +1,311 @@
+"""corral-processor over real nng sockets: the protocol, malformed input,
+busy, cancel, drain. Limits are in test_limits.py, per-language cases in
+test_runtimes.py."""
+import os
+import random
+import signal
+import socket
+import struct
+import threading
+import time
+
+import msgpack
+import pytest
+
+import sp
+
+
+def run_msg(id, files, **kw):
+    m = {"v": 1, "op": "run", "id": id,
+         "files": [{"name": n, "content": c} for n, c in files.items()]}
+    m.update(kw)
+    return m
+
+
+@pytest.fixture(scope="module")
+def bash(module_workers):
+    return module_workers("bash", slots=2)
+
+
+def assert_healthy(w):
+    r = w.call({"v": 1, "op": "ping"})
+    assert r["ok"] is True and r["slots"] >= 1
+    assert w.alive()
+
+
+def test_ping_and_info(bash):
+    r = bash.call({"v": 1, "op": "ping", "id": "p1"})
+    assert r["ok"] is True and r["id"] == "p1" and r["v"] == 1
+    assert r["slots"] == 2 and r["busy"] == 0 and r["draining"] is False
+    assert r["worker"].endswith("/-")
+    i = bash.call({"v": 1, "op": "info"})
+    assert i["ok"] is True
+    assert i["runtime"]["name"] == "bash"
+    assert i["runtime"]["version"][0].isdigit()
+    assert i["runtime"]["compiled"] is False
+    assert i["slots"] == 2
+    for k in ("wall_ms", "cpu_ms", "memory_bytes", "pids", "output_bytes", "file_bytes"):
+        assert i["limits"]["default"][k] <= i["limits"]["max"][k]
+        assert k in i["compile_limits"]["max"]
+    assert isinstance(i["isolation"], str) and i["isolation"]
+    assert i["caps"]["max_files"] > 0
+
+
+def test_run_hello(bash):
+    r = bash.run({"main.sh": "echo hello; echo oops >&2; exit 0"}, id="hello-1")
+    assert r["ok"] is True, r
+    assert r["id"] == "hello-1"
+    assert r["runtime"]["name"] == "bash"
+    assert "compile" not in r
+    run = r["run"]
+    assert run["status"] == "ok" and run["exit_code"] == 0 and run["signal"] is None
+    assert run["stdout"] == b"hello\n" and run["stderr"] == b"oops\n"
+    assert run["stdout_truncated"] is False and run["stderr_truncated"] is False
+    assert sum(abs(c) for c in run["chunks"]) == 10
+    assert run["wall_ms"] >= 0 and run["cpu_ms"] >= 0 and run["memory_bytes"] > 0
+    host, slot = r["worker"].rsplit("/", 1)
+    assert slot in ("0", "1")
+
+
+def test_stdin_args_env_entry_subdirs(bash):
+    r = bash.run({"lib/data.txt": "from-file\n",
+                  "main.sh": 'cat lib/data.txt; cat; printf "[%s]" "$@"; echo; echo "$GREETING"'},
+                 entry="main.sh", stdin=b"from-stdin\n", args=["a b", "", "c"],
+                 env={"GREETING": "hi there"})
+    assert r["ok"], r
+    assert r["run"]["stdout"] == b"from-file\nfrom-stdin\n[a b][][c]\nhi there\n"
+
+
+def test_exit_and_signal_statuses(bash):
+    r = bash.run({"m.sh": "echo x; exit 3"})
+    assert r["run"]["status"] == "exit" and r["run"]["exit_code"] == 3
+    r = bash.run({"m.sh": "kill -SEGV $$"})
+    assert r["run"]["status"] == "signal"
+    assert r["run"]["signal"] == "SIGSEGV" and r["run"]["exit_code"] is None
+
+
+def test_binary_output_kept_as_bytes(bash):
+    r = bash.run({"m.sh": r"printf '\377\000\001ok'"})
+    assert r["run"]["stdout"] == b"\xff\x00\x01ok"
+
+
+def test_no_state_between_invocations(bash):
+    r1 = bash.run({"m.sh": "echo secret > mine.txt; mkdir -p d; echo x > d/y; pwd"})
+    assert r1["run"]["status"] == "ok"
+    wd = r1["run"]["stdout"].strip().decode()
+    for _ in range(3):
+        r2 = bash.run({"m.sh": "ls -A; pwd"})
+        lines = r2["run"]["stdout"].decode().split()
+        assert lines[:-1] == ["m.sh"]  # exactly the request's files
+    # the work dir itself is gone after the reply
+    assert not os.path.exists(wd)
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b"", "truncated"),
+    (b"\xc1", "not valid msgpack"),
+    (b"\x93\x01\x02\x03", "must be a msgpack map"),
+    (b"\xdd\xff\xff\xff\xff", "truncated"),
+    (msgpack.packb({"v": 1, "op": "run"}), "id: missing"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x"}), "files: missing"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x", "files": []}), "at least one file"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x", "files": [{"name": "../etc/passwd", "content": ""}]}), "relative path"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x", "files": [{"name": "/etc/passwd", "content": ""}]}), "relative path"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x", "files": [{"name": "a\0b", "content": ""}]}), "NUL"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x", "files": [{"name": "a", "content": 5}]}), "content"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x", "files": [{"name": "a", "content": ""}], "args": "no"}), "args: must be an array"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "x", "files": [{"name": "a", "content": ""}], "limits": {"wall_ms": -5}}), "non-negative"),
+    (msgpack.packb({"v": 1, "op": "run", "id": "bad id!", "files": []}), "id: must be"),
+])
+def test_malformed_requests_get_bad_request(bash, body, needle):
+    with sp.Req(bash.url) as r:
+        reply = msgpack.unpackb(r.call_raw(body), raw=False)
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "bad_request"
+    assert needle in reply["error"]["message"]
+    assert_healthy(bash)
+
+
+def test_unsupported(bash):
+    r = bash.call({"v": 2, "op": "ping"})
+    assert r["error"]["code"] == "unsupported"
+    r = bash.call({"v": 1, "op": "explode"})
+    assert r["error"]["code"] == "unsupported"
+
+
+def test_limit_above_max_is_refused_not_clamped(bash):
+    info = bash.call({"v": 1, "op": "info"})
+    mx = info["limits"]["max"]["wall_ms"]
+    r = bash.run({"m.sh": "echo hi"}, limits={"wall_ms": mx + 1})
+    assert r["ok"] is False and r["error"]["code"] == "bad_request"
+    assert "limits.wall_ms" in r["error"]["message"] and str(mx) in r["error"]["message"]
+    r = bash.run({"m.sh": "echo hi"}, limits={"wall_ms": mx})
+    assert r["ok"] is True
+
+
+def test_random_garbage_keeps_worker_up(bash):
+    rnd = random.Random(7)
+    with sp.Req(bash.url) as r:
+        for i in range(300):
+            body = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 200)))
+            reply = msgpack.unpackb(r.call_raw(body), raw=False)
+            assert reply["ok"] is False
+            assert reply["error"]["code"] in ("bad_request", "unsupported")
+    assert_healthy(bash)
+
+
+def test_oversize_file_refused(bash):
+    info = bash.call({"v": 1, "op": "info"})
+    big = b"x" * (info["caps"]["max_file_bytes"] + 1)
+    r = bash.run({"m.sh": big})
+    assert r["ok"] is False and r["error"]["code"] == "bad_request"
+    assert "maximum" in r["error"]["message"]
+    assert_healthy(bash)
+
+
+def test_message_over_transport_cap_drops_connection_only(worker_factory):
+    w = worker_factory("bash", slots=1, args=["--max-message", "64K"])
+    with sp.Req(w.url) as r:
+        r.send_raw(msgpack.packb(run_msg("big", {"m.sh": b"x" * 100000})))
+        with pytest.raises((sp.SPError, OSError)):
+            r.recv_raw()
+    assert_healthy(w)
+
+
+def test_busy_when_all_slots_taken(worker_factory):
+    w = worker_factory("bash", slots=2)
+    conns = [sp.Req(w.url) for _ in range(3)]
+    try:
+        for i, c in enumerate(conns[:2]):
+            c.send_raw(msgpack.packb(run_msg("slow%d" % i, {"m.sh": "sleep 1; echo done"})))
+        time.sleep(0.3)
+        # ping answers at once while every slot is busy
+        t0 = time.monotonic()
+        p = w.call({"v": 1, "op": "ping"})
+        assert time.monotonic() - t0 < 0.5
+        assert p["busy"] == 2
+        third = msgpack.unpackb(conns[2].call_raw(msgpack.packb(run_msg("third", {"m.sh": "echo x"}))), raw=False)
+        assert third["ok"] is False and third["error"]["code"] == "busy"
+        for c in conns[:2]:
+            _, body = c.recv_raw()
+            rep = msgpack.unpackb(body, raw=False)
+            assert rep["ok"] is True and rep["run"]["stdout"] == b"done\n"
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_slots_plus_one_concurrent(worker_factory):
+    slots = 3
+    w = worker_factory("bash", slots=slots)
+    results = [None] * (slots + 1)
+    barrier = threading.Barrier(slots + 1)
+
+    def go(i):
+        with sp.Req(w.url) as r:
+            barrier.wait()
+            results[i] = r.call(run_msg("c%d" % i, {"m.sh": "sleep 0.5; echo ok%d" % i}))
+
+    ts = [threading.Thread(target=go, args=(i,)) for i in range(slots + 1)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    busy = [r for r in results if not r["ok"]]
+    served = [r for r in results if r["ok"]]
+    assert len(busy) == 1 and busy[0]["error"]["code"] == "busy"
+    assert len(served) == slots
+    assert all(r["run"]["status"] == "ok" for r in served)
+
+
+def test_cancel_stops_the_run(worker_factory, tmp_path):
+    w = worker_factory("bash", slots=2)
+    with sp.Req(w.url) as r:
+        r.send_raw(msgpack.packb(run_msg("victim", {
+            "m.sh": "echo started; (sleep 100 & echo $! > /dev/null; wait) & sleep 100"})))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        c = w.call({"v": 1, "op": "cancel", "id": "victim"})
+        assert c["ok"] is True and c["cancelled"] is True
+        _, body = r.recv_raw()
+        took = time.monotonic() - t0
+    rep = msgpack.unpackb(body, raw=False)
+    assert rep["ok"] is False and rep["error"]["code"] == "cancelled"
+    assert rep["id"] == "victim"
+    assert took < 3
+    # an unknown id: nothing to cancel
+    c = w.call({"v": 1, "op": "cancel", "id": "nobody"})
+    assert c["ok"] is True and c["cancelled"] is False
+    assert w.call({"v": 1, "op": "ping"})["busy"] == 0
+    r2 = w.run({"m.sh": "echo after"})
+    assert r2["run"]["stdout"] == b"after\n"
+
+
+def test_sigterm_drains_running_work(worker_factory):
+    w = worker_factory("bash", slots=2)
+    with sp.Req(w.url) as r:
+        r.send_raw(msgpack.packb(run_msg("drain1", {"m.sh": "sleep 1; echo finished"})))
+        time.sleep(0.3)
+        w.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        # still up and answering, but refusing new runs
+        p = w.call({"v": 1, "op": "ping"})
+        assert p["draining"] is True
+        n = w.run({"m.sh": "echo new"})
+        assert n["ok"] is False and n["error"]["code"] == "busy"
+        assert "draining" in n["error"]["message"]
+        _, body = r.recv_raw()
+    rep = msgpack.unpackb(body, raw=False)
+    assert rep["ok"] is True and rep["run"]["stdout"] == b"finished\n"
+    assert w.proc.wait(10) == 0
+    assert "stopped" in w.log()
+
+
+def test_drain_deadline_cancels(worker_factory):
+    w = worker_factory("bash", slots=1, args=["--drain-ms", "300"])
+    with sp.Req(w.url) as r:
+        r.send_raw(msgpack.packb(run_msg("long", {"m.sh": "sleep 30"})))
+        time.sleep(0.3)
+        w.proc.send_signal(signal.SIGTERM)
+        _, body = r.recv_raw()
+    rep = msgpack.unpackb(body, raw=False)
+    assert rep["ok"] is False and rep["error"]["code"] == "cancelled"
+    assert w.proc.wait(10) == 0
+
+
+def test_ipc_listener(worker_factory, tmp_path):
+    path = str(tmp_path / "w.sock")
+    w = worker_factory("bash", slots=1, args=["--listen", "ipc://" + path])
+    r = sp.call("ipc://" + path, {"v": 1, "op": "ping"})
+    assert r["ok"] is True
+    rr = sp.call("ipc://" + path, run_msg("i1", {"m.sh": "echo via-ipc"}))
+    assert rr["run"]["stdout"] == b"via-ipc\n"
+
+
+def test_one_log_line_per_invocation(worker_factory):
+    w = worker_factory("bash", slots=1)
+    w.run({"m.sh": "exit 4"}, id="logged-1")
+    time.sleep(0.1)
+    lines = [l for l in w.log().splitlines() if "id=logged-1" in l]
+    assert len(lines) == 1
+    line = lines[0]
+    for kv in ("msg=invocation", "runtime=bash", "status=exit", "exit_code=4", "wall_ms="):
+        assert kv in line
+
+
+def test_bad_flags_fail_clearly(tmp_path):
+    import subprocess
+    from conftest import BUILD, RUNTIMES
+    p = subprocess.run([str(BUILD / "corral-processor"), "--slots", "zero",
+                        "--runtime-dir", str(RUNTIMES / "bash")], capture_output=True, text=True)
+    assert p.returncode == 2 and "--slots" in p.stderr
+    p = subprocess.run([str(BUILD / "corral-processor")], capture_output=True, text=True)
+    assert p.returncode == 2 and "--runtime-dir" in p.stderr
+    p = subprocess.run([str(BUILD / "corral-processor"), "--runtime-dir", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "runtime.sh" in p.stderr
+    p = subprocess.run([str(BUILD / "corral-processor"), "--help"], capture_output=True, text=True)
+    assert p.returncode == 0
+    for flag in ("--listen", "--slots", "--limits", "--max-limits", "--notify-fd", "--drain-ms",
+                 "CORRAL_LISTEN"):
+        assert flag in p.stdout
