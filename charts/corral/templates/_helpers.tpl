@@ -1,0 +1,147 @@
+{{/*
+Names, labels, images and the worker security profiles shared by every
+template. Object names: "<fullname>-gateway", "<fullname>-<runtime>".
+*/}}
+
+{{- define "corral.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "corral.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<suffix>", kept within the 63 characters of a DNS label. */}}
+{{- define "corral.component" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s-%s" (include "corral.fullname" $root | trunc (int (sub 62 (len (index . 1))))) (index . 1) | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "corral.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "corral.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "corral.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "corral.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: corral
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector of the gateway pods. */}}
+{{- define "corral.gatewaySelector" -}}
+{{ include "corral.selectorLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{/* Selector of one runtime's worker pods: (list $ $runtime). */}}
+{{- define "corral.workerSelector" -}}
+{{ include "corral.selectorLabels" (index . 0) }}
+app.kubernetes.io/component: worker
+corral.dev/runtime: {{ (index . 1).name }}
+{{- end -}}
+
+{{/* Selector of every worker pod of the release. */}}
+{{- define "corral.allWorkersSelector" -}}
+{{ include "corral.selectorLabels" . }}
+app.kubernetes.io/component: worker
+{{- end -}}
+
+{{/* An image reference: (list $ .image) with repository and tag. */}}
+{{- define "corral.image" -}}
+{{- $root := index . 0 -}}
+{{- $img := index . 1 -}}
+{{- $repo := $img.repository -}}
+{{- with $root.Values.image.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}{{ end -}}
+{{- $tag := $img.tag | default $root.Values.image.tag | default $root.Chart.AppVersion -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+
+{{- define "corral.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "corral.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway's API key Secret name. */}}
+{{- define "corral.authSecret" -}}
+{{- .Values.gateway.auth.existingSecret | default (include "corral.component" (list . "api-keys")) -}}
+{{- end -}}
+
+{{/* "k=v,k=v" from a limits map, keys sorted. */}}
+{{- define "corral.limits" -}}
+{{- $out := list -}}
+{{- range $k, $v := . }}{{ $out = append $out (printf "%s=%v" $k $v) }}{{ end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{/*
+The security contexts of a worker for an isolation level: (list $ level).
+Which capabilities each level needs, and why, is in the chart README.
+*/}}
+{{- define "corral.workerPodSecurity" -}}
+{{- $level := index . 1 -}}
+{{- if eq $level "unprivileged" }}
+runAsNonRoot: true
+runAsUser: 999
+runAsGroup: 999
+fsGroup: 999
+{{- else }}
+runAsUser: 0
+runAsGroup: 0
+{{- end }}
+seccompProfile:
+  type: {{ if eq $level "privileged" "namespaces" }}Unconfined{{ else }}RuntimeDefault{{ end }}
+{{- end -}}
+
+{{- define "corral.workerContainerSecurity" -}}
+{{- $level := index . 1 -}}
+readOnlyRootFilesystem: true
+{{- if eq $level "privileged" }}
+privileged: true
+allowPrivilegeEscalation: true
+{{- else if eq $level "namespaces" }}
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+  add: [SETUID, SETGID, KILL, CHOWN, FOWNER, DAC_OVERRIDE, SYS_ADMIN, SYS_CHROOT, SETPCAP]
+appArmorProfile:
+  type: Unconfined
+{{- else if eq $level "uid" }}
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+  add: [SETUID, SETGID, KILL, CHOWN, FOWNER, DAC_OVERRIDE]
+{{- else }}
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+{{- end }}
+{{- end -}}
+
+{{/*
+A map of defaults with an override's keys laid over it, as JSON:
+(list defaults override). Unlike mergeOverwrite, a false or 0 in the
+override wins (e.g. autoscaling.enabled: false on one runtime).
+*/}}
+{{- define "corral.overlay" -}}
+{{- $out := deepCopy (index . 0) -}}
+{{- range $k, $v := (index . 1 | default dict) }}{{ $_ := set $out $k $v }}{{ end -}}
+{{- toJson $out -}}
+{{- end -}}
