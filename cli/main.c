@@ -15,6 +15,7 @@
  */
 #include "conf.h"
 #include "wire.h"
+#include "wire_json.h"
 
 #include <errno.h>
 #include <nng/nng.h>
@@ -267,8 +268,10 @@ static int show_reply(nng_msg *m, bool json, bool is_run)
 	    MSGPACK_UNPACK_SUCCESS) {
 		rc = die(X_WORKER, "%s", "the worker's reply is not msgpack");
 	} else if (json || !is_run) {
-		msgpack_object_print(stdout, u.data);
+		json_t *j = cr_obj_to_json(&u.data);
+		json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		putchar('\n');
+		json_decref(j);
 		const msgpack_object *ok = cr_obj_get(&u.data, "ok");
 		rc = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean ? 0 : X_WORKER;
 	} else if (!cr_obj_get(&u.data, "ok")->via.boolean) {
