@@ -1,0 +1,158 @@
+/*
+ * internal.h — what the files of proxy/ share, not part of the API.
+ *
+ *   workdir.c  the private work dir of an invocation: made, filled, removed
+ *   cgroup.c   cgroup v1/v2 detection, one fresh cgroup per stage run
+ *   keeper.c   the keeper process and the stage process it starts; code
+ *              that runs after fork() in a threaded program, so it uses
+ *              only async-signal-safe calls and data prepared beforehand
+ *   sandbox.c  namespaces, mounts and seccomp (phase 2 of the design)
+ *   stage.c    the parent side of one stage: pipes, poll loop, limits,
+ *              the stage's status
+ *   proxy.c    px_init/px_execute/px_cancel: slots and the two stages
+ */
+#ifndef PX_INTERNAL_H
+#define PX_INTERNAL_H
+
+#include "proxy.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/resource.h>
+
+#define PX_PATH 512
+
+/* ---- workdir.c ---------------------------------------------------------- */
+
+/* Makes dir (mode 0700, owned by uid:gid when uid >= 0) holding exactly
+ * files. Never follows a symlink. -1 with err; dir may then exist
+ * partially and the caller removes it. */
+int px_workdir_fill(const char *dir, const cr_file *files, size_t nfiles,
+                    int uid, int gid, char *err, size_t errlen);
+/* Removes path and everything below it, whatever the user did to it
+ * (read-only modes, deep trees, fifos, sockets). 0, or -1 with err. */
+int px_rmtree(const char *path, char *err, size_t errlen);
+
+/* ---- cgroup.c ----------------------------------------------------------- */
+
+enum { PX_CG_NONE = 0, PX_CG_V1 = 1, PX_CG_V2 = 2 };
+
+/* One stage's cgroup: a dir per hierarchy in use ("" when not in use). */
+typedef struct px_cgroup {
+	char mem[PX_PATH];     /* v1 memory, or the v2 dir */
+	char pids[PX_PATH];    /* v1 pids */
+	char cpu[PX_PATH];     /* v1 cpuacct */
+	char freezer[PX_PATH]; /* v1 freezer */
+	char unified[PX_PATH]; /* v2 dir: cgroup.kill (also in hybrid mode) */
+	int join_fd[5];        /* cgroup.procs of each, -1 when unused */
+	int njoin;
+} px_cgroup;
+
+typedef struct px_cg_usage {
+	int64_t cpu_ns;   /* -1: unknown */
+	int64_t mem_peak; /* -1: unknown */
+	bool oom_killed;
+} px_cg_usage;
+
+/* Detects what works; 0 always (no cgroups is a level, not a failure),
+ * with a description of what is usable appended to desc. */
+int px_cg_init(char *desc, size_t desclen);
+void px_cg_fini(void);
+int px_cg_mode(void);
+bool px_cg_has_memory(void);
+bool px_cg_has_pids(void);
+bool px_cg_has_cpu(void);
+/* Fresh cgroup for one stage run with the limits applied. */
+int px_cg_create(px_cgroup *cg, int slot, const cr_limits *lim, char *err,
+                 size_t errlen);
+int64_t px_cg_cpu_ns(const px_cgroup *cg);
+void px_cg_read_usage(const px_cgroup *cg, px_cg_usage *u);
+/* Kills what is left and removes the dirs. */
+void px_cg_destroy(px_cgroup *cg);
+
+/* ---- keeper.c ----------------------------------------------------------- */
+
+#define PX_MAX_RLIMITS 10
+
+/* Everything the keeper and the stage process need, prepared before fork
+ * so that nothing after fork allocates. */
+typedef struct px_plan {
+	const char *exe;  /* runtime.sh or compile.sh */
+	char *const *argv;
+	char *const *envp;
+	const char *workdir;
+	int uid, gid;     /* -1: keep ours */
+	int stdin_fd, stdout_fd, stderr_fd; /* the stage's ends */
+	int ctl_fd;       /* keeper reads: a byte or EOF = stop now */
+	int report_fd;    /* keeper writes its px_report here */
+	struct { int res; struct rlimit lim; } rlimits[PX_MAX_RLIMITS];
+	int nrlimits;
+	bool uid_kill;    /* root and uid >= 0: kill all of uid at the end */
+	const px_cgroup *cg; /* may be NULL */
+} px_plan;
+
+/* What the keeper tells the parent when it is done. */
+typedef struct px_report {
+	int main_reaped;   /* the stage process was reaped */
+	int main_status;   /* its wait status */
+	int exec_errno;    /* execve of exe failed with it (0: no) */
+	int setup_errno;   /* a sandbox step failed with it (0: no) */
+	int setup_step;    /* which one (px_step_name) */
+	int64_t cpu_us;    /* user+system of all it reaped */
+	int64_t maxrss_kb; /* largest ru_maxrss of what it reaped */
+	int leftovers;     /* processes still found after the end (killed) */
+} px_report;
+
+/* Forks the keeper; returns its pid or -1 (errno). In the parent only. */
+pid_t px_keeper_start(const px_plan *plan);
+const char *px_step_name(int step);
+
+/* Keeps only the given fds open (async-signal-safe). */
+void px_close_except(const int *keep, int n);
+
+/* ---- proxy.c ------------------------------------------------------------ */
+
+typedef struct px_world {
+	px_config cfg;
+	char runtime_dir[PX_PATH];
+	char work_root[PX_PATH];
+	char isolation[256];
+	bool root;       /* euid 0 */
+	bool uid_drop;   /* stages run as uid_base + slot */
+	bool made_work_root;
+	int nslots;
+	px_slot *slots;
+} px_world;
+
+extern px_world px_w;
+
+struct px_slot {
+	int index;
+	pthread_mutex_t mu;
+	bool active;       /* px_execute in progress */
+	bool cancel;       /* px_cancel asked to stop */
+	int wake_fd;       /* eventfd: wakes the stage loop on cancel */
+	unsigned long seq; /* invocations run, for unique names */
+};
+
+bool px_slot_cancelled(px_slot *s);
+
+/* ---- stage.c ------------------------------------------------------------ */
+
+typedef struct px_stage_spec {
+	const char *exe;
+	char *const *argv;
+	char *const *envp;
+	const char *workdir;
+	const cr_limits *lim;
+	const char *stdin_data;
+	size_t stdin_len;
+} px_stage_spec;
+
+/* Runs one stage to its end. 0 with *st filled (and *cancelled), -1 with
+ * err for an internal failure. */
+int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st,
+                 bool *cancelled, char *err, size_t errlen);
+
+#endif

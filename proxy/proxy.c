@@ -1,0 +1,472 @@
+/*
+ * proxy.c — px_init, the slots, and px_execute's two stages.
+ *
+ * px_init checks the runtime dir (runtime.sh there, executable, and
+ * reachable by the slot uids when we drop to them), makes the work root
+ * (0711: slot uids can reach their own dir in it but list nothing),
+ * removes what dead workers left there, detects cgroups, and describes
+ * what is in force in px_isolation().
+ *
+ * px_execute: a work dir "<work_root>/<pid>.<slot>.<seq>.<random>" with
+ * the request's files and a private TMPDIR next to it ("....tmp"), both
+ * owned by the slot uid; `compile.sh <entry>` first when the runtime has
+ * one, and `runtime.sh <entry> [args...]` when that ended `ok`; both dirs
+ * removed at the end, whatever happened.
+ *
+ * Environment of both stages, later lines overriding earlier ones:
+ *   PATH=/usr/local/bin:/usr/bin:/bin  LANG=C.UTF-8
+ *   HOME=<work dir>  TMPDIR=<private tmp dir>
+ *   cfg->base_env (the operator's)
+ *   the request's env (keys never start with CORRAL_: the codec refuses
+ *   them and we drop any that would)
+ *   CORRAL_ENTRY=<entry, relative to the work dir>
+ *   CORRAL_WORKDIR=<work dir, absolute; also the cwd>
+ *   CORRAL_RUNTIME_DIR=<runtime dir, absolute>
+ *   CORRAL_STAGE=compile|run
+ *   CORRAL_SLOT=<slot index>
+ * Files made in the work dir by compile.sh are there for runtime.sh.
+ */
+#include "internal.h"
+
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+px_world px_w;
+
+/* ---- slots ------------------------------------------------------------- */
+
+px_slot *px_slot_at(int i)
+{
+	return i >= 0 && i < px_w.nslots ? &px_w.slots[i] : NULL;
+}
+
+bool px_slot_cancelled(px_slot *s)
+{
+	pthread_mutex_lock(&s->mu);
+	bool c = s->cancel;
+	pthread_mutex_unlock(&s->mu);
+	return c;
+}
+
+void px_cancel(px_slot *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (s->active) {
+		s->cancel = true;
+		uint64_t one = 1;
+		if (write(s->wake_fd, &one, sizeof one) < 0) {
+			/* EAGAIN: a wake-up is pending already, which is enough */
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void slot_begin(px_slot *s)
+{
+	uint64_t v;
+	pthread_mutex_lock(&s->mu);
+	s->active = true;
+	s->cancel = false;
+	while (read(s->wake_fd, &v, sizeof v) > 0)
+		;
+	s->seq++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void slot_end(px_slot *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->active = false;
+	s->cancel = false;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- init ---------------------------------------------------------------- */
+
+/* Every folder on the way to path must be searchable by "others", and
+ * the file readable and executable by them: the slot uids are nobody. */
+static int check_reachable(const char *path, char *err, size_t errlen)
+{
+	char p[PX_PATH];
+	if ((size_t)snprintf(p, sizeof p, "%s", path) >= sizeof p) {
+		snprintf(err, errlen, "path too long: %s", path);
+		return -1;
+	}
+	for (char *s = p + 1;; s++) {
+		bool end = *s == '\0';
+		if (*s == '/' || end) {
+			char c = *s;
+			*s = '\0';
+			struct stat st;
+			mode_t need = end ? (S_IROTH | S_IXOTH) : S_IXOTH;
+			if (stat(p, &st) < 0 || (st.st_mode & need) != need) {
+				snprintf(err, errlen, "%s is not %s by the slot uids (mode %o)", p,
+				         end ? "readable and executable" : "searchable",
+				         (unsigned)(st.st_mode & 07777));
+				return -1;
+			}
+			*s = c;
+		}
+		if (end)
+			return 0;
+	}
+}
+
+static int check_runtime(const px_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->runtime_dir || !realpath(cfg->runtime_dir, px_w.runtime_dir)) {
+		snprintf(err, errlen, "runtime dir %s: %s",
+		         cfg->runtime_dir ? cfg->runtime_dir : "(none)", strerror(errno));
+		return -1;
+	}
+	const char *names[2] = { "runtime.sh", cfg->has_compile ? "compile.sh" : NULL };
+	for (int i = 0; i < 2 && names[i]; i++) {
+		char p[PX_PATH + 16];
+		snprintf(p, sizeof p, "%s/%s", px_w.runtime_dir, names[i]);
+		if (access(p, X_OK) < 0) {
+			snprintf(err, errlen, "%s: %s", p, strerror(errno));
+			return -1;
+		}
+		if (px_w.uid_drop && check_reachable(p, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Removes entries "<pid>.*" of workers that are not running any more. */
+static void sweep_work_root(void)
+{
+	DIR *d = opendir(px_w.work_root);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (end == e->d_name || *end != '.' || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+			continue;
+		char p[PX_PATH + 256], err[256];
+		snprintf(p, sizeof p, "%s/%s", px_w.work_root, e->d_name);
+		px_rmtree(p, err, sizeof err);
+	}
+	closedir(d);
+}
+
+static int make_work_root(const px_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->work_root)
+		snprintf(px_w.work_root, sizeof px_w.work_root, "%s", cfg->work_root);
+	else
+		snprintf(px_w.work_root, sizeof px_w.work_root, "/tmp/corral-work.%d",
+		         (int)getpid());
+	if (mkdir(px_w.work_root, 0711) == 0)
+		px_w.made_work_root = true;
+	else if (errno != EEXIST) {
+		snprintf(err, errlen, "cannot create work root %s: %s", px_w.work_root,
+		         strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (lstat(px_w.work_root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+		snprintf(err, errlen, "work root %s must be a folder owned by us (not a symlink)",
+		         px_w.work_root);
+		return -1;
+	}
+	if (chmod(px_w.work_root, 0711) < 0) {
+		snprintf(err, errlen, "chmod %s: %s", px_w.work_root, strerror(errno));
+		return -1;
+	}
+	sweep_work_root();
+	return 0;
+}
+
+static int make_slots(int n, char *err, size_t errlen)
+{
+	px_w.slots = calloc((size_t)n, sizeof *px_w.slots);
+	if (!px_w.slots) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		px_slot *s = &px_w.slots[i];
+		s->index = i;
+		pthread_mutex_init(&s->mu, NULL);
+		s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (s->wake_fd < 0) {
+			snprintf(err, errlen, "eventfd: %s", strerror(errno));
+			px_w.nslots = i;
+			return -1;
+		}
+	}
+	px_w.nslots = n;
+	return 0;
+}
+
+int px_init(const px_config *cfg, char *err, size_t errlen)
+{
+	memset(&px_w, 0, sizeof px_w);
+	px_w.cfg = *cfg;
+	px_w.root = geteuid() == 0;
+	if (cfg->nslots <= 0 || cfg->nslots > 4096) {
+		snprintf(err, errlen, "bad number of slots %d", cfg->nslots);
+		return -1;
+	}
+	if (cfg->uid_base >= 0 && !px_w.root) {
+		snprintf(err, errlen, "a slot uid base needs root (we run as uid %d)", (int)geteuid());
+		return -1;
+	}
+	if (cfg->uid_base == 0) {
+		snprintf(err, errlen, "the slot uid base must not be 0 (root)");
+		return -1;
+	}
+	px_w.uid_drop = cfg->uid_base > 0;
+	if (px_w.uid_drop && px_w.cfg.gid <= 0)
+		px_w.cfg.gid = 65534; /* nogroup: never root's group */
+	if (check_runtime(cfg, err, errlen) < 0 || make_work_root(cfg, err, errlen) < 0)
+		return -1;
+	px_w.cfg.runtime_dir = px_w.runtime_dir;
+	px_w.cfg.work_root = px_w.work_root;
+	if (make_slots(cfg->nslots, err, errlen) < 0) {
+		px_fini();
+		return -1;
+	}
+	char *iso = px_w.isolation;
+	snprintf(iso, sizeof px_w.isolation, "%s+rlimit+",
+	         px_w.uid_drop ? "uid" : "no-uid-drop");
+	px_cg_init(iso, sizeof px_w.isolation);
+	if (!px_cg_has_memory()) {
+		size_t o = strlen(iso);
+		snprintf(iso + o, sizeof px_w.isolation - o, " (memory: RLIMIT_DATA only)");
+	}
+	return 0;
+}
+
+void px_fini(void)
+{
+	for (int i = 0; i < px_w.nslots; i++) {
+		close(px_w.slots[i].wake_fd);
+		pthread_mutex_destroy(&px_w.slots[i].mu);
+	}
+	free(px_w.slots);
+	px_w.slots = NULL;
+	px_w.nslots = 0;
+	px_cg_fini();
+	if (px_w.made_work_root)
+		rmdir(px_w.work_root); /* only when we made it, and it is empty */
+	px_w.made_work_root = false;
+}
+
+const char *px_isolation(void) { return px_w.isolation; }
+
+/* ---- environment ------------------------------------------------------- */
+
+typedef struct envb {
+	char **v;
+	size_t n, alloc;
+	bool oom;
+} envb;
+
+/* Sets "KEY=VALUE" (kv: an allocated string, taken over). */
+static void env_put(envb *e, char *kv)
+{
+	if (!kv) {
+		e->oom = true;
+		return;
+	}
+	size_t kl = strcspn(kv, "=");
+	for (size_t i = 0; i < e->n; i++)
+		if (!strncmp(e->v[i], kv, kl) && e->v[i][kl] == '=') {
+			free(e->v[i]);
+			e->v[i] = kv;
+			return;
+		}
+	if (e->n + 2 > e->alloc) {
+		size_t na = e->alloc ? e->alloc * 2 : 32;
+		char **nv = realloc(e->v, na * sizeof *nv);
+		if (!nv) {
+			free(kv);
+			e->oom = true;
+			return;
+		}
+		e->v = nv;
+		e->alloc = na;
+	}
+	e->v[e->n++] = kv;
+	e->v[e->n] = NULL;
+}
+
+static char *fmt(const char *f, const char *a, const char *b)
+{
+	char *s;
+	return asprintf(&s, f, a, b) < 0 ? NULL : s;
+}
+
+static void env_free(envb *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->v[i]);
+	free(e->v);
+	memset(e, 0, sizeof *e);
+}
+
+static int env_build(envb *e, const cr_request *req, const char *wd, const char *tmp,
+                     const char *stage, int slot)
+{
+	char sl[16];
+	snprintf(sl, sizeof sl, "%d", slot);
+	env_put(e, strdup("PATH=/usr/local/bin:/usr/bin:/bin"));
+	env_put(e, strdup("LANG=C.UTF-8"));
+	env_put(e, fmt("HOME=%s%s", wd, ""));
+	env_put(e, fmt("TMPDIR=%s%s", tmp, ""));
+	for (char *const *b = px_w.cfg.base_env; b && *b; b++)
+		if (strchr(*b, '='))
+			env_put(e, strdup(*b));
+	for (size_t i = 0; i < req->nenv; i++)
+		if (strncmp(req->env[i].key, "CORRAL_", 7) != 0 && !strchr(req->env[i].key, '='))
+			env_put(e, fmt("%s=%s", req->env[i].key, req->env[i].value));
+	env_put(e, fmt("CORRAL_ENTRY=%s%s", req->entry, ""));
+	env_put(e, fmt("CORRAL_WORKDIR=%s%s", wd, ""));
+	env_put(e, fmt("CORRAL_RUNTIME_DIR=%s%s", px_w.runtime_dir, ""));
+	env_put(e, fmt("CORRAL_STAGE=%s%s", stage, ""));
+	env_put(e, fmt("CORRAL_SLOT=%s%s", sl, ""));
+	return e->oom ? -1 : 0;
+}
+
+/* ---- execute ----------------------------------------------------------- */
+
+typedef struct inv {
+	px_slot *slot;
+	const px_job *job;
+	char wd[PX_PATH], tmp[PX_PATH + 8];
+	int uid, gid;
+} inv;
+
+static int make_dirs(inv *v, char *err, size_t errlen)
+{
+	uint64_t rnd;
+	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		return -1;
+	}
+	if ((size_t)snprintf(v->wd, sizeof v->wd, "%s/%d.%d.%lu.%016llx", px_w.work_root,
+	                     (int)getpid(), v->slot->index, v->slot->seq,
+	                     (unsigned long long)rnd) >= sizeof v->wd ||
+	    (size_t)snprintf(v->tmp, sizeof v->tmp, "%s.tmp", v->wd) >= sizeof v->tmp) {
+		snprintf(err, errlen, "work root path too long");
+		v->wd[0] = v->tmp[0] = '\0';
+		return -1;
+	}
+	const cr_request *req = v->job->req;
+	if (px_workdir_fill(v->wd, req->files, req->nfiles, v->uid, v->gid, err, errlen) < 0)
+		return -1;
+	if (mkdir(v->tmp, 0700) < 0 ||
+	    (v->uid >= 0 && chown(v->tmp, (uid_t)v->uid, (gid_t)v->gid) < 0)) {
+		snprintf(err, errlen, "cannot create %s: %s", v->tmp, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int run_stage(inv *v, bool compile, cr_stage *st, bool *cancelled, char *err,
+                     size_t errlen)
+{
+	const cr_request *req = v->job->req;
+	char exe[PX_PATH + 16];
+	snprintf(exe, sizeof exe, "%s/%s", px_w.runtime_dir, compile ? "compile.sh" : "runtime.sh");
+	size_t nargs = compile ? 0 : req->nargs;
+	char **argv = calloc(nargs + 3, sizeof *argv);
+	envb env = { 0 };
+	int rc = -1;
+	if (!argv || env_build(&env, req, v->wd, v->tmp, compile ? "compile" : "run",
+	                       v->slot->index) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	argv[0] = exe;
+	argv[1] = req->entry;
+	for (size_t i = 0; i < nargs; i++)
+		argv[2 + i] = req->args[i];
+	px_stage_spec spec = {
+		.exe = exe, .argv = argv, .envp = env.v, .workdir = v->wd,
+		.lim = compile ? &v->job->compile_limits : &v->job->run_limits,
+		.stdin_data = compile ? NULL : req->stdin_data,
+		.stdin_len = compile ? 0 : req->stdin_len,
+	};
+	rc = px_stage_run(v->slot, &spec, st, cancelled, err, errlen);
+out:
+	free(argv);
+	env_free(&env);
+	return rc;
+}
+
+static int stages(inv *v, px_result *res, char *err, size_t errlen)
+{
+	if (px_w.cfg.has_compile) {
+		res->has_compile = true;
+		if (run_stage(v, true, &res->compile, &res->cancelled, err, errlen) < 0)
+			return -1;
+		if (res->cancelled || res->compile.status != CR_ST_OK)
+			return 0;
+	}
+	if (px_slot_cancelled(v->slot)) {
+		res->cancelled = true;
+		return 0;
+	}
+	res->has_run = true;
+	return run_stage(v, false, &res->run, &res->cancelled, err, errlen);
+}
+
+int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size_t errlen)
+{
+	memset(res, 0, sizeof *res);
+	if (!slot || !job || !job->req || !job->req->entry || job->req->nfiles == 0) {
+		snprintf(err, errlen, "px_execute: no slot, or a request without files");
+		return -1;
+	}
+	slot_begin(slot);
+	inv v = { .slot = slot, .job = job,
+	          .uid = px_w.uid_drop ? px_w.cfg.uid_base + slot->index : -1,
+	          .gid = px_w.uid_drop ? px_w.cfg.gid : -1 };
+	int rc = make_dirs(&v, err, errlen);
+	if (rc == 0)
+		rc = stages(&v, res, err, errlen);
+	char rerr[512];
+	for (int i = 0; i < 2; i++) {
+		const char *d = i ? v.tmp : v.wd;
+		if (d[0] && px_rmtree(d, rerr, sizeof rerr) < 0) {
+			char q[600];
+			cr_log("error", "work dir removal failed", "slot=%d error=%s", slot->index,
+			       cr_log_quote(q, sizeof q, rerr));
+			if (rc == 0) {
+				snprintf(err, errlen, "%s", rerr);
+				rc = -1;
+			}
+		}
+	}
+	slot_end(slot);
+	return rc;
+}
+
+void px_result_free(px_result *res)
+{
+	if (!res)
+		return;
+	cr_stage_free(&res->compile);
+	cr_stage_free(&res->run);
+	memset(res, 0, sizeof *res);
+}

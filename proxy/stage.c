@@ -1,0 +1,454 @@
+/*
+ * stage.c — the parent side of one stage (compile or run).
+ *
+ * On the slot's thread: make the pipes and the stage's cgroup, prepare
+ * the keeper's plan, fork the keeper (keeper.c), then one poll loop over
+ *   - the stage's stdout and stderr (kept up to output_bytes each, in
+ *     read order in cr_stage.chunks; past the cap the stage is stopped),
+ *   - its stdin (written non-blocking; EPIPE only means the program did
+ *     not want the rest),
+ *   - the keeper's report pipe (its end),
+ *   - the slot's wake eventfd (px_cancel),
+ * with a timeout at the wall deadline, or every CPU_TICK_MS when a CPU
+ * limit is enforced through the cgroup's usage. Stopping the stage is one
+ * byte to the keeper, which kills the whole tree and reports. If the
+ * keeper itself stops answering it is SIGKILLed (last resort).
+ *
+ * After the report, what is still in the pipes is drained without
+ * blocking (everything that could write is dead, but a pipe end leaked
+ * to an unrelated process must not hang us), then the status is decided:
+ * output > memory > timeout (wall, or CPU: cgroup usage, SIGXCPU, or the
+ * RLIMIT_CPU hard SIGKILL) > how the stage process ended.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CPU_TICK_MS 10
+#define KEEPER_GRACE_MS 10000 /* after a stop request, before SIGKILL */
+#define READ_CHUNK 65536
+
+enum { STOP_NONE, STOP_WALL, STOP_CPU, STOP_OUTPUT, STOP_CANCEL };
+
+typedef struct stream {
+	int fd;
+	char *buf;
+	size_t len, cap_alloc;
+	bool truncated;
+} stream;
+
+typedef struct run {
+	const px_stage_spec *spec;
+	px_slot *slot;
+	px_cgroup cg;
+	stream out, err;
+	int in_fd, report_fd, ctl_fd;
+	size_t in_off;
+	int32_t *chunks;
+	size_t nchunks, chunks_alloc;
+	int stop;
+	int64_t stop_at;
+	px_report rep;
+	bool have_report;
+	bool oom_chunks; /* allocation failed: we stop the stage */
+} run;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void add_chunk(run *r, int32_t n)
+{
+	if (r->nchunks && ((r->chunks[r->nchunks - 1] > 0) == (n > 0)) &&
+	    (int64_t)r->chunks[r->nchunks - 1] + n < INT32_MAX &&
+	    (int64_t)r->chunks[r->nchunks - 1] + n > -INT32_MAX) {
+		r->chunks[r->nchunks - 1] += n;
+		return;
+	}
+	if (r->nchunks == r->chunks_alloc) {
+		size_t na = r->chunks_alloc ? r->chunks_alloc * 2 : 16;
+		int32_t *c = realloc(r->chunks, na * sizeof *c);
+		if (!c) {
+			r->oom_chunks = true;
+			return;
+		}
+		r->chunks = c;
+		r->chunks_alloc = na;
+	}
+	r->chunks[r->nchunks++] = n;
+}
+
+/* SIGPIPE is blocked on this thread while a stage runs; a write to a
+ * closed pipe leaves one pending here, which we take so it never fires. */
+static void eat_sigpipe(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	struct timespec zero = { 0, 0 };
+	while (sigtimedwait(&set, NULL, &zero) == SIGPIPE)
+		;
+}
+
+static void request_stop(run *r, int why)
+{
+	if (r->stop)
+		return;
+	r->stop = why;
+	r->stop_at = now_ms();
+	if (r->ctl_fd >= 0 && write(r->ctl_fd, "k", 1) < 0)
+		eat_sigpipe(); /* the keeper is gone already: its report or EOF comes */
+}
+
+/* Keeps what fits under the cap; true when the stream stays open. */
+static bool keep_output(run *r, stream *s, const char *p, size_t n, bool is_out)
+{
+	int64_t capb = r->spec->lim->output_bytes;
+	size_t room = capb < 0 ? n : (size_t)capb > s->len ? (size_t)capb - s->len : 0;
+	size_t keep = n < room ? n : room;
+	if (keep) {
+		if (s->len + keep > s->cap_alloc) {
+			size_t na = s->cap_alloc ? s->cap_alloc : 4096;
+			while (na < s->len + keep)
+				na *= 2;
+			char *b = realloc(s->buf, na);
+			if (!b) {
+				r->oom_chunks = true;
+				request_stop(r, STOP_OUTPUT);
+				return false;
+			}
+			s->buf = b;
+			s->cap_alloc = na;
+		}
+		memcpy(s->buf + s->len, p, keep);
+		s->len += keep;
+		add_chunk(r, is_out ? (int32_t)keep : -(int32_t)keep);
+	}
+	if (keep < n) {
+		s->truncated = true;
+		request_stop(r, STOP_OUTPUT);
+	}
+	return true;
+}
+
+/* Reads what is there; false at EOF or error (the fd is then closed). */
+static bool read_stream(run *r, stream *s, bool is_out)
+{
+	static __thread char tmp[READ_CHUNK];
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = read(s->fd, tmp, sizeof tmp);
+		if (n > 0) {
+			keep_output(r, s, tmp, (size_t)n, is_out);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return true;
+		close_fd(&s->fd);
+		return false;
+	}
+	return true;
+}
+
+static void write_stdin(run *r)
+{
+	const px_stage_spec *sp = r->spec;
+	while (r->in_off < sp->stdin_len) {
+		ssize_t n = write(r->in_fd, sp->stdin_data + r->in_off, sp->stdin_len - r->in_off);
+		if (n > 0) {
+			r->in_off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0 && errno == EINTR)
+			continue;
+		eat_sigpipe();
+		break; /* EPIPE: the program closed its stdin, fine */
+	}
+	close_fd(&r->in_fd); /* all written, or no reader: EOF */
+}
+
+static void read_report(run *r)
+{
+	ssize_t n = read(r->report_fd, &r->rep, sizeof r->rep);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	r->have_report = n == (ssize_t)sizeof r->rep;
+	close_fd(&r->report_fd);
+}
+
+static int poll_timeout(run *r, int64_t deadline, bool cpu_tick)
+{
+	int64_t now = now_ms(), t = -1;
+	if (r->stop)
+		t = r->stop_at + KEEPER_GRACE_MS - now;
+	else if (deadline >= 0)
+		t = deadline - now;
+	if (cpu_tick && !r->stop && (t < 0 || t > CPU_TICK_MS))
+		t = CPU_TICK_MS;
+	return t < 0 ? (r->stop || deadline >= 0 ? 0 : -1) : (int)t;
+}
+
+static void check_limits(run *r, int64_t deadline, bool cpu_tick, pid_t keeper)
+{
+	int64_t now = now_ms();
+	if (!r->stop && deadline >= 0 && now >= deadline)
+		request_stop(r, STOP_WALL);
+	if (!r->stop && cpu_tick) {
+		int64_t ns = px_cg_cpu_ns(&r->cg);
+		if (ns >= 0 && ns / 1000000 >= r->spec->lim->cpu_ms)
+			request_stop(r, STOP_CPU);
+	}
+	if (!r->stop && px_slot_cancelled(r->slot))
+		request_stop(r, STOP_CANCEL);
+	if (r->stop && now >= r->stop_at + KEEPER_GRACE_MS)
+		kill(keeper, SIGKILL);
+}
+
+static void loop(run *r, pid_t keeper, int64_t deadline, bool cpu_tick)
+{
+	while (r->report_fd >= 0) {
+		struct pollfd pf[5];
+		int n = 0, iout = -1, ierr = -1, iin = -1;
+		pf[n++] = (struct pollfd){ r->report_fd, POLLIN, 0 };
+		pf[n++] = (struct pollfd){ r->slot->wake_fd, POLLIN, 0 };
+		if (r->out.fd >= 0)
+			iout = n, pf[n++] = (struct pollfd){ r->out.fd, POLLIN, 0 };
+		if (r->err.fd >= 0)
+			ierr = n, pf[n++] = (struct pollfd){ r->err.fd, POLLIN, 0 };
+		if (r->in_fd >= 0)
+			iin = n, pf[n++] = (struct pollfd){ r->in_fd, POLLOUT, 0 };
+		int rc = poll(pf, (nfds_t)n, poll_timeout(r, deadline, cpu_tick));
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (rc > 0) {
+			if (iout >= 0 && pf[iout].revents)
+				read_stream(r, &r->out, true);
+			if (ierr >= 0 && pf[ierr].revents)
+				read_stream(r, &r->err, false);
+			if (iin >= 0 && pf[iin].revents)
+				write_stdin(r);
+			if (pf[1].revents) {
+				uint64_t v;
+				if (read(r->slot->wake_fd, &v, sizeof v) < 0) {
+					/* EAGAIN: another reader took it; the flag is what counts */
+				}
+			}
+			if (pf[0].revents)
+				read_report(r);
+		}
+		check_limits(r, deadline, cpu_tick, keeper);
+	}
+}
+
+/* The tree is dead: take what is left in the pipes, without waiting. */
+static void drain(run *r)
+{
+	for (int i = 0; i < 64 && (r->out.fd >= 0 || r->err.fd >= 0); i++) {
+		bool more = false;
+		if (r->out.fd >= 0 && read_stream(r, &r->out, true) && r->out.fd >= 0)
+			more = true;
+		if (r->err.fd >= 0 && read_stream(r, &r->err, false) && r->err.fd >= 0)
+			more = true;
+		if (!more)
+			break;
+		/* an open, empty pipe: its writer leaked somewhere; stop here */
+		struct pollfd pf[2] = { { r->out.fd, POLLIN, 0 }, { r->err.fd, POLLIN, 0 } };
+		if (poll(pf, 2, 0) <= 0)
+			break;
+	}
+}
+
+static void add_rlimit(px_plan *p, int res, int64_t v)
+{
+	rlim_t l = v < 0 ? RLIM_INFINITY : (rlim_t)v;
+	p->rlimits[p->nrlimits].res = res;
+	p->rlimits[p->nrlimits].lim = (struct rlimit){ l, l };
+	p->nrlimits++;
+}
+
+static void plan_limits(px_plan *p, const cr_limits *lim)
+{
+	if (lim->cpu_ms >= 0) {
+		/* seconds; the cgroup poll is precise, this is the backstop */
+		rlim_t s = (rlim_t)((lim->cpu_ms + 999) / 1000);
+		if (s < 1)
+			s = 1;
+		p->rlimits[p->nrlimits].res = RLIMIT_CPU;
+		p->rlimits[p->nrlimits].lim = (struct rlimit){ s, s + 1 };
+		p->nrlimits++;
+	}
+	if (lim->file_bytes >= 0)
+		add_rlimit(p, RLIMIT_FSIZE, lim->file_bytes);
+	if (lim->pids >= 0 && px_w.uid_drop) /* per real uid: ours alone */
+		add_rlimit(p, RLIMIT_NPROC, lim->pids);
+	if (lim->memory_bytes >= 0 && !px_cg_has_memory())
+		add_rlimit(p, RLIMIT_DATA, lim->memory_bytes); /* not AS: V8 reserves huge */
+	add_rlimit(p, RLIMIT_CORE, 0);
+	add_rlimit(p, RLIMIT_NOFILE, 4096);
+}
+
+static int make_pipes(int fds[5][2], char *err, size_t errlen)
+{
+	for (int i = 0; i < 5; i++)
+		fds[i][0] = fds[i][1] = -1;
+	for (int i = 0; i < 5; i++)
+		if (pipe2(fds[i], O_CLOEXEC) < 0) {
+			snprintf(err, errlen, "pipe: %s", strerror(errno));
+			return -1;
+		}
+	return 0;
+}
+
+static void decide(run *r, cr_stage *st, const px_cg_usage *u)
+{
+	const px_report *rep = &r->rep;
+	const cr_limits *lim = r->spec->lim;
+	int ws = rep->main_status;
+	st->exit_code = -1;
+	st->signal = 0;
+	if (rep->main_reaped && WIFEXITED(ws))
+		st->exit_code = WEXITSTATUS(ws);
+	else if (rep->main_reaped && WIFSIGNALED(ws))
+		st->signal = WTERMSIG(ws);
+	else
+		st->signal = SIGKILL; /* never reaped: the keeper was killed */
+	bool cpu_over = lim->cpu_ms >= 0 && st->cpu_ms >= lim->cpu_ms;
+	if (r->stop == STOP_OUTPUT)
+		st->status = CR_ST_OUTPUT;
+	else if (u->oom_killed)
+		st->status = CR_ST_MEMORY;
+	else if (r->stop == STOP_WALL || r->stop == STOP_CPU || st->signal == SIGXCPU ||
+	         (st->signal == SIGKILL && cpu_over))
+		st->status = CR_ST_TIMEOUT;
+	else if (st->signal)
+		st->status = CR_ST_SIGNAL;
+	else
+		st->status = st->exit_code == 0 ? CR_ST_OK : CR_ST_EXIT;
+}
+
+static int finish(run *r, pid_t keeper, int64_t start, cr_stage *st, bool *cancelled,
+                  char *err, size_t errlen)
+{
+	int ks = 0;
+	while (waitpid(keeper, &ks, 0) < 0 && errno == EINTR)
+		;
+	drain(r);
+	px_cg_usage u;
+	px_cg_read_usage(&r->cg, &u);
+	px_cg_destroy(&r->cg);
+	st->wall_ms = now_ms() - start;
+	st->cpu_ms = u.cpu_ns >= 0 ? u.cpu_ns / 1000000 : r->rep.cpu_us / 1000;
+	st->memory_bytes = u.mem_peak >= 0 ? u.mem_peak : r->rep.maxrss_kb * 1024;
+	st->out = r->out.buf, st->out_len = r->out.len, st->out_truncated = r->out.truncated;
+	st->err = r->err.buf, st->err_len = r->err.len, st->err_truncated = r->err.truncated;
+	st->chunks = r->chunks, st->nchunks = r->nchunks;
+	r->out.buf = r->err.buf = NULL;
+	r->chunks = NULL;
+	*cancelled = r->stop == STOP_CANCEL;
+	if (!r->have_report) {
+		snprintf(err, errlen, "the stage's keeper failed (%s %d)",
+		         WIFSIGNALED(ks) ? "signal" : "exit",
+		         WIFSIGNALED(ks) ? WTERMSIG(ks) : WEXITSTATUS(ks));
+		return -1;
+	}
+	if (r->rep.exec_errno) {
+		snprintf(err, errlen, "cannot execute %s: %s", r->spec->exe,
+		         strerror(r->rep.exec_errno));
+		return -1;
+	}
+	if (r->rep.setup_errno) {
+		snprintf(err, errlen, "stage setup failed at %s: %s",
+		         px_step_name(r->rep.setup_step), strerror(r->rep.setup_errno));
+		return -1;
+	}
+	decide(r, st, &u);
+	return 0;
+}
+
+int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st, bool *cancelled,
+                 char *err, size_t errlen)
+{
+	memset(st, 0, sizeof *st);
+	st->exit_code = -1;
+	*cancelled = false;
+	sigset_t pipe_set, old_mask;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+	int rc = -1;
+	run r = { .spec = spec, .slot = s };
+	int fds[5][2]; /* stdin, stdout, stderr, ctl, report */
+	if (make_pipes(fds, err, errlen) < 0)
+		goto fail_pipes;
+	if (px_cg_create(&r.cg, s->index, spec->lim, err, errlen) < 0)
+		goto fail_pipes;
+	px_plan p = {
+		.exe = spec->exe, .argv = spec->argv, .envp = spec->envp,
+		.workdir = spec->workdir,
+		.uid = px_w.uid_drop ? px_w.cfg.uid_base + s->index : -1,
+		.gid = px_w.uid_drop ? px_w.cfg.gid : -1,
+		.uid_kill = px_w.uid_drop,
+		.stdin_fd = fds[0][0], .stdout_fd = fds[1][1], .stderr_fd = fds[2][1],
+		.ctl_fd = fds[3][0], .report_fd = fds[4][1],
+		.cg = px_cg_mode() != PX_CG_NONE || r.cg.unified[0] ? &r.cg : NULL,
+	};
+	plan_limits(&p, spec->lim);
+	int64_t start = now_ms();
+	pid_t keeper = px_keeper_start(&p);
+	if (keeper < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		px_cg_destroy(&r.cg);
+		goto fail_pipes;
+	}
+	for (int i = 0; i < 5; i++) /* close the child's ends */
+		close(i == 0 || i == 3 ? fds[i][0] : fds[i][1]);
+	r.in_fd = fds[0][1], r.out.fd = fds[1][0], r.err.fd = fds[2][0];
+	r.ctl_fd = fds[3][1], r.report_fd = fds[4][0];
+	int nb[] = { r.in_fd, r.out.fd, r.err.fd, r.report_fd };
+	for (int i = 0; i < 4; i++)
+		fcntl(nb[i], F_SETFL, O_NONBLOCK);
+	if (spec->stdin_len == 0)
+		close_fd(&r.in_fd);
+	int64_t deadline = spec->lim->wall_ms >= 0 ? start + spec->lim->wall_ms : -1;
+	bool cpu_tick = spec->lim->cpu_ms >= 0 && px_cg_has_cpu() && p.cg;
+	loop(&r, keeper, deadline, cpu_tick);
+	close_fd(&r.ctl_fd);
+	close_fd(&r.in_fd);
+	rc = finish(&r, keeper, start, st, cancelled, err, errlen);
+	close_fd(&r.out.fd);
+	close_fd(&r.err.fd);
+	close_fd(&r.report_fd);
+	free(r.out.buf);
+	free(r.err.buf);
+	free(r.chunks);
+	goto out;
+fail_pipes:
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 2; j++)
+			if (fds[i][j] >= 0)
+				close(fds[i][j]);
+out:
+	eat_sigpipe();
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	return rc;
+}

@@ -1,0 +1,250 @@
+/*
+ * workdir.c — the private work dir of one invocation.
+ *
+ * Filling: every path component is created or opened relative to the
+ * parent's fd (mkdirat/openat) with O_NOFOLLOW, so no symlink can lead a
+ * write outside the dir, even though the codec already rejects "..".
+ * Everything is created O_EXCL: a name given twice, or used both as a
+ * file and as a folder, is an error rather than a silent overwrite.
+ * Ownership goes to the slot uid with fchown on the open fd.
+ *
+ * Removal must work whatever the user's code did: files and folders made
+ * read-only (we are their owner or root: we chmod a folder back before
+ * emptying it), fifos and sockets (never opened, only unlinked), and
+ * trees deeper than we could hold fds for: past MAX_DEPTH a folder is
+ * renamed up to the top of the tree and emptied later from there, so the
+ * walk never holds more than MAX_DEPTH fds. (common's cr_rmtree holds an
+ * fd per level and stops at depth 256, which user code can exceed.)
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_DEPTH 32
+
+static int own(int fd, int uid, int gid)
+{
+	return uid >= 0 ? fchown(fd, (uid_t)uid, (gid_t)gid) : 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Opens (creating when missing) folder `name` below dirfd; -1 on error. */
+static int open_subdir(int dirfd, const char *name, int uid, int gid)
+{
+	if (mkdirat(dirfd, name, 0700) == 0) {
+		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0 && own(fd, uid, gid) < 0) {
+			close(fd);
+			return -1;
+		}
+		return fd;
+	}
+	if (errno != EEXIST)
+		return -1;
+	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static int put_file(int rootfd, const cr_file *f, int uid, int gid, char *err,
+                    size_t errlen)
+{
+	char path[PATH_MAX];
+	if (strlen(f->name) >= sizeof path || f->name[0] == '\0' || f->name[0] == '/') {
+		snprintf(err, errlen, "bad file name");
+		return -1;
+	}
+	strcpy(path, f->name);
+	int dirfd = dup(rootfd);
+	if (dirfd < 0)
+		goto fail;
+	char *comp = path, *slash;
+	while ((slash = strchr(comp, '/')) != NULL) {
+		*slash = '\0';
+		if (strcmp(comp, "..") == 0 || strcmp(comp, ".") == 0 || !*comp) {
+			close(dirfd);
+			snprintf(err, errlen, "bad file name '%s'", f->name);
+			return -1;
+		}
+		int sub = open_subdir(dirfd, comp, uid, gid);
+		close(dirfd);
+		if (sub < 0)
+			goto fail;
+		dirfd = sub;
+		comp = slash + 1;
+	}
+	if (!*comp || strcmp(comp, "..") == 0 || strcmp(comp, ".") == 0) {
+		close(dirfd);
+		snprintf(err, errlen, "bad file name '%s'", f->name);
+		return -1;
+	}
+	int fd = openat(dirfd, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	close(dirfd);
+	if (fd < 0)
+		goto fail;
+	int rc = write_all(fd, f->data, f->len) | own(fd, uid, gid);
+	int saved = errno;
+	if (close(fd) < 0 && rc == 0) {
+		saved = errno;
+		rc = -1;
+	}
+	if (rc == 0)
+		return 0;
+	errno = saved;
+fail:
+	snprintf(err, errlen, "cannot create file '%s' in the work dir: %s", f->name,
+	         errno == EEXIST ? "given twice, or as both a file and a folder"
+	                         : strerror(errno));
+	return -1;
+}
+
+int px_workdir_fill(const char *dir, const cr_file *files, size_t nfiles,
+                    int uid, int gid, char *err, size_t errlen)
+{
+	if (mkdir(dir, 0700) < 0) {
+		snprintf(err, errlen, "cannot create work dir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rootfd < 0 || own(rootfd, uid, gid) < 0) {
+		snprintf(err, errlen, "cannot open work dir %s: %s", dir, strerror(errno));
+		if (rootfd >= 0)
+			close(rootfd);
+		return -1;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < nfiles && rc == 0; i++)
+		rc = put_file(rootfd, &files[i], uid, gid, err, errlen);
+	close(rootfd);
+	return rc;
+}
+
+/* ---- removal -------------------------------------------------------------- */
+
+typedef struct rm_ctx {
+	int topfd;       /* the tree's top folder, where deep folders go */
+	unsigned long moved;
+	int failures;
+	int first_errno;
+} rm_ctx;
+
+static void rm_fail(rm_ctx *c, int e)
+{
+	if (!c->failures++)
+		c->first_errno = e;
+}
+
+static void empty_dir(rm_ctx *c, int dirfd, int depth);
+
+/* Removes entry name of dirfd, whatever it is. */
+static void rm_entry(rm_ctx *c, int dirfd, const char *name, int depth)
+{
+	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+		return;
+	if (errno != EISDIR && errno != EPERM) {
+		rm_fail(c, errno);
+		return;
+	}
+	if (depth >= MAX_DEPTH) {
+		/* Too deep to hold another fd: move it to the top, empty it later. */
+		char to[64];
+		snprintf(to, sizeof to, ".px-deep-%lu", c->moved++);
+		if (renameat(dirfd, name, c->topfd, to) < 0)
+			rm_fail(c, errno);
+		return;
+	}
+	/* A folder the user made unreadable or read-only: we own it (or are
+	 * root), so give it back its permissions first. */
+	fchmodat(dirfd, name, 0700, AT_SYMLINK_NOFOLLOW);
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		rm_fail(c, errno);
+		return;
+	}
+	empty_dir(c, fd, depth + 1);
+	close(fd);
+	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rm_fail(c, errno);
+}
+
+static void empty_dir(rm_ctx *c, int dirfd, int depth)
+{
+	/* Read names in batches and rewind: removing while reading is fine
+	 * for getdents, but renames (deep folders) may add entries to top. */
+	for (int pass = 0; pass < 1000; pass++) {
+		int fd = dup(dirfd);
+		if (fd < 0) {
+			rm_fail(c, errno);
+			return;
+		}
+		DIR *d = fdopendir(fd);
+		if (!d) {
+			rm_fail(c, errno);
+			close(fd);
+			return;
+		}
+		rewinddir(d);
+		int seen = 0;
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			seen++;
+			rm_entry(c, dirfd, e->d_name, depth);
+		}
+		closedir(d);
+		if (!seen || c->failures)
+			return;
+	}
+}
+
+int px_rmtree(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlink(path) == 0)
+			return 0;
+		snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+		return -1;
+	}
+	chmod(path, 0700);
+	rm_ctx c = { .topfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) };
+	if (c.topfd < 0) {
+		snprintf(err, errlen, "cannot open %s to remove it: %s", path, strerror(errno));
+		return -1;
+	}
+	empty_dir(&c, c.topfd, 0);
+	close(c.topfd);
+	if (!c.failures && rmdir(path) < 0)
+		rm_fail(&c, errno);
+	if (!c.failures)
+		return 0;
+	snprintf(err, errlen, "cannot remove %s: %s (%d failures)", path,
+	         strerror(c.first_errno), c.failures);
+	return -1;
+}
