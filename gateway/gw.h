@@ -1,0 +1,254 @@
+/*
+ * gw.h — corral-gateway: the HTTP/JSON front of corral.
+ *
+ * One process, no threads of its own except the DNS resolver and the
+ * health ticker: everything else runs in nng's callback threads (the
+ * HTTP server's and the REQ sockets' aios), under one mutex (gw_lock)
+ * that guards the worker pool, the queues and every invocation. Nothing
+ * that can block runs under that lock, and no nng call made under it
+ * calls back synchronously (nng dispatches completions to its taskq).
+ *
+ * Subsystems, one file each:
+ *   gw_config.c   flags + CORRAL_* environment, --help
+ *   gw_util.c     clock, base64/hex decoding, UTF-8
+ *   gw_metrics.c  counters and histograms, Prometheus text
+ *   gw_pool.c     workers: sockets, info/ping health, DNS discovery,
+ *                 runtimes they serve, least-busy selection, queues
+ *   gw_invoke.c   one invocation: race / hedge / retry / cancel / deadline
+ *   gw_json.c     /v1 JSON <-> wire mapping
+ *   gw_piston.c   Piston v2 request/response mapping
+ *   gw_http.c     nng HTTP server: routes, body, CORS, API keys, errors
+ *   gw_main.c     start, readiness, drain on SIGTERM
+ */
+#ifndef GW_H
+#define GW_H
+
+#include <jansson.h>
+#include <nng/nng.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+/* ---- configuration (gw_config.c) ------------------------------------- */
+
+typedef struct gw_static_worker {
+	char *runtime; /* as configured: a label, the worker's info wins */
+	char *url;
+} gw_static_worker;
+
+typedef struct gw_config {
+	char **listen;
+	size_t nlisten;
+	gw_static_worker *workers;
+	size_t nworkers;
+	char **discover; /* dns://name:port */
+	size_t ndiscover;
+	int discover_ms;
+	size_t max_body;
+	char **cors;
+	size_t ncors;
+	char *api_keys_file;
+	bool insecure_no_auth;
+	int race;     /* default race width: 1 or 2 */
+	int hedge_ms; /* default mode: -1 race, 0 hedge at observed p95, >0 */
+	int queue;    /* waiting invocations per runtime */
+	int queue_ms; /* longest wait for a slot */
+	int retries;  /* extra attempts after both racers failed */
+	int ping_ms;
+	int ping_timeout_ms;
+	int slack_ms; /* deadline = compile wall + run wall + slack */
+	int body_timeout_ms;
+	size_t max_reply;
+	int drain_ms;
+	int notify_fd;
+} gw_config;
+
+extern gw_config gw_cfg;
+/* 0 ok, 1 printed help (exit 0), -1 error printed (exit 2). */
+int gw_config_parse(int argc, char **argv);
+
+/* ---- utilities (gw_util.c) ------------------------------------------- */
+
+int64_t gw_now_ms(void);
+/* NULL on bad input. */
+char *gw_base64_decode(const char *s, size_t n, size_t *outlen);
+char *gw_hex_decode(const char *s, size_t n, size_t *outlen);
+bool gw_utf8_valid(const char *p, size_t n);
+/* Copy with invalid sequences replaced by U+FFFD. */
+char *gw_utf8_lossy(const char *p, size_t n, size_t *outlen);
+
+/* ---- metrics (gw_metrics.c) ------------------------------------------ */
+
+enum gw_counter {
+	GW_M_RACES_WON,    /* an attempt won while another was in flight */
+	GW_M_RACES_LOST,   /* attempts that lost and were cancelled */
+	GW_M_HEDGES,       /* second attempts started by the hedge timer */
+	GW_M_RETRIES,      /* attempts started after failures */
+	GW_M_CANCELS_SENT, /* cancel ops sent to losers */
+	GW_M_CANCELS_OK,   /* ...that found and stopped the run */
+	GW_M_EJECTIONS,    /* worker marked unhealthy */
+	GW_M_RECOVERIES,   /* worker healthy again */
+	GW_M_ATTEMPT_FAIL, /* attempts that ended without a usable reply */
+	GW_M_QUEUED,       /* invocations that waited for a slot */
+	GW_M_REJECTED,     /* 429/503 for overload */
+	GW_M_NCOUNTERS
+};
+void gw_metric_inc(enum gw_counter c);
+void gw_metric_http(const char *route, int status);
+void gw_metric_inflight(int delta);
+int gw_metric_inflight_get(void);
+char *gw_metrics_render(size_t *len); /* malloc'd Prometheus text */
+
+/* ---- worker pool (gw_pool.c) ----------------------------------------- */
+
+typedef struct gw_runtime gw_runtime;
+typedef struct gw_worker gw_worker;
+typedef struct gw_invocation gw_invocation;
+
+#define GW_HIST_N 14
+extern const double gw_hist_bounds[GW_HIST_N]; /* seconds */
+
+struct gw_runtime {
+	char *name;
+	char *version;
+	char **aliases;
+	size_t naliases;
+	bool compiled;
+	char *entry; /* default file name for `code` */
+	cr_limits def_limits, def_compile;
+	/* latency of successful invocations */
+	uint64_t hist[GW_HIST_N + 1];
+	double hist_sum;
+	uint64_t hist_count;
+	int32_t recent[128]; /* ring of recent latencies (ms) for p95 */
+	size_t nrecent, recent_pos;
+	/* invocations waiting for a slot, FIFO */
+	gw_invocation *qhead, *qtail;
+	int nqueued;
+	gw_runtime *next;
+};
+
+struct gw_worker {
+	char *url;
+	char *label;  /* configured runtime or "dns:NAME" */
+	char *name;   /* from replies (host), "" until known */
+	gw_runtime *rt; /* NULL until info answered */
+	nng_socket sock;
+	int slots;
+	int inflight; /* ours, on this worker */
+	bool healthy;
+	bool removed; /* dropped by discovery */
+	bool probing; /* a ping/info in flight */
+	bool connected;
+	int64_t last_ok_ms;
+	uint64_t served, failures;
+	gw_worker *next;
+};
+
+void gw_lock(void);
+void gw_unlock(void);
+
+int gw_pool_init(void);
+void gw_pool_shutdown(void);
+/* Under lock. */
+gw_worker *gw_pool_workers(void);
+gw_runtime *gw_pool_runtimes(void);
+int gw_runtime_healthy(const gw_runtime *rt);
+int gw_pool_healthy_total(void);
+/* Runtime by name or alias and optional version ("*"/NULL any, else a
+ * component prefix), preferring the highest version with healthy
+ * workers. Under lock. */
+gw_runtime *gw_pool_find(const char *name, const char *version);
+/* Up to n distinct healthy workers of rt with a free slot, least busy
+ * first, skipping `avoid` when others exist. Under lock. */
+size_t gw_pool_pick(gw_runtime *rt, gw_worker **out, size_t n,
+                    gw_worker *const *avoid, size_t navoid);
+void gw_pool_record_latency(gw_runtime *rt, int64_t ms);
+int64_t gw_runtime_p95(const gw_runtime *rt);
+/* A worker stopped answering: eject it now (under lock). */
+void gw_worker_eject(gw_worker *w, const char *why);
+
+/* ---- invocations (gw_invoke.c) --------------------------------------- */
+
+/* Result handed back to the HTTP layer: exactly one of reply (a decoded
+ * ok:true run reply) or an error status/code/message. */
+typedef struct gw_result {
+	int status; /* HTTP status */
+	const char *code;
+	char message[512];
+	int retry_after; /* seconds, 0 none */
+	msgpack_object *reply; /* valid during the done callback */
+	gw_runtime *rt;
+	json_t *race; /* how it went: attempts, winner (borrowed) */
+	const char *worker_url;
+	const char *worker_name;
+	char summary[768]; /* key=value pairs for the request's log line */
+} gw_result;
+
+typedef void (*gw_done_fn)(void *arg, const gw_result *res);
+
+typedef struct gw_invoke_opts {
+	int race;     /* 1 or 2; 0 gateway default */
+	int hedge_ms; /* -2 gateway default, -1 off, 0 auto p95, >0 ms */
+} gw_invoke_opts;
+
+/* Starts an invocation of req on rt (looked up by the caller under
+ * lock; call without lock held). done is called exactly once, from an
+ * nng thread, without the lock held. */
+void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o,
+               gw_done_fn done, void *arg);
+/* Under lock: abort what is in flight on a worker that was ejected. */
+void gw_invoke_worker_lost(gw_worker *w);
+/* Under lock: let queued invocations proceed where slots are free or
+ * where no worker is left (they fail fast). */
+void gw_invoke_pump(void);
+/* Without lock: deliver results that finished inside gw_invoke_pump. */
+void gw_invoke_flush(void);
+
+/* ---- JSON mapping (gw_json.c, gw_piston.c) ---------------------------- */
+
+/* Everything a request body becomes before the pool is involved. */
+typedef struct gw_run {
+	cr_request req;
+	char *runtime; /* borrowed from body */
+	char *version; /* borrowed from body, NULL: any */
+	gw_invoke_opts opts;
+	bool *unnamed; /* files whose name the runtime decides (gw_run_bind) */
+	json_t *body;  /* kept alive: file contents point into it */
+	void **owned;  /* decoded buffers, names */
+	size_t nowned;
+} gw_run;
+
+void gw_run_free(gw_run *r);
+/* 0 ok; -1 with a message in err (a 400). */
+int gw_run_from_json(json_t *body, gw_run *r, char *err, size_t errlen);
+int gw_piston_from_json(json_t *body, gw_run *r, char *err, size_t errlen);
+/* Names unnamed files once the runtime is known. */
+int gw_run_bind(gw_run *r, gw_runtime *rt, char *err, size_t errlen);
+
+/* Shared by gw_json.c and gw_piston.c: each 0 ok, -1 with err. */
+int gw_parse_files(gw_run *r, json_t *files, char *err, size_t errlen);
+int gw_parse_text(gw_run *r, json_t *v, const char *what, const char *encoding, char **p,
+                  size_t *n, char *err, size_t errlen);
+int gw_parse_args(gw_run *r, json_t *args, char *err, size_t errlen);
+/* Interleaved stdout+stderr of a stage, rebuilt from its chunks. */
+char *gw_stage_output(const msgpack_object *stage, size_t *len);
+
+/* Render a stage / a whole run reply. */
+json_t *gw_json_reply(const msgpack_object *reply, const gw_runtime *rt);
+json_t *gw_piston_reply(const msgpack_object *reply, const gw_runtime *rt);
+json_t *gw_json_runtimes(void);   /* under lock */
+json_t *gw_piston_runtimes(void); /* under lock */
+/* {error:{code,message}} */
+json_t *gw_json_error(const char *code, const char *message);
+
+/* ---- HTTP (gw_http.c) ------------------------------------------------- */
+
+int gw_http_start(void);
+void gw_http_stop(void);
+void gw_http_set_draining(void);
+bool gw_http_draining(void);
+
+#endif

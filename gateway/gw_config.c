@@ -1,0 +1,300 @@
+/*
+ * gw_config.c — the gateway's flags and their CORRAL_* environment twins.
+ *
+ * Every flag can also come from the environment (handy under s6 and in
+ * Kubernetes); a flag given on the command line wins over its variable.
+ * List-valued settings (listen, workers, discover, cors) accumulate when
+ * repeated and accept comma- or space-separated values. Everything is
+ * validated here, before any socket is opened, with a message naming
+ * the flag at fault.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "conf.h"
+
+gw_config gw_cfg = {
+	.discover_ms = 5000,
+	.max_body = 8u << 20,
+	.race = 2,
+	.hedge_ms = -1,
+	.queue = 128,
+	.queue_ms = 10000,
+	.retries = 2,
+	.ping_ms = 500,
+	.ping_timeout_ms = 1000,
+	.slack_ms = 5000,
+	.body_timeout_ms = 10000,
+	.max_reply = 256u << 20,
+	.drain_ms = 15000,
+	.notify_fd = -1,
+};
+
+static const char usage[] =
+"usage: corral-gateway [options]\n"
+"\n"
+"HTTP/JSON front of corral: POST /v1/run, GET /v1/runtimes, the Piston v2\n"
+"routes (/api/v2/execute, /api/v2/runtimes), /healthz, /readyz, /metrics.\n"
+"Each option can also be set by the environment variable shown.\n"
+"\n"
+"  --listen URL          http://HOST:PORT to serve (repeatable)      CORRAL_GW_LISTEN\n"
+"                        default http://127.0.0.1:8080\n"
+"  --workers RT=URL,...  static workers of runtime RT: tcp:// or ipc:// nng\n"
+"                        URLs (repeatable; the worker's own info decides the\n"
+"                        runtime it serves, RT is a label)       CORRAL_GW_WORKERS\n"
+"  --discover dns://NAME:PORT  resolve NAME periodically, one worker per\n"
+"                        address (e.g. a Kubernetes headless service)\n"
+"                        (repeatable)                            CORRAL_GW_DISCOVER\n"
+"  --discover-ms MS      DNS re-resolution period (5000)         CORRAL_GW_DISCOVER_MS\n"
+"  --max-body BYTES      largest request body, K/M/G suffixes (8M) CORRAL_GW_MAX_BODY\n"
+"  --cors-origins LIST   origins allowed by CORS, comma separated, or *\n"
+"                        (default: none)                         CORRAL_GW_CORS_ORIGINS\n"
+"  --api-keys FILE       require Authorization: Bearer KEY, one key per line\n"
+"                        (# comments)                            CORRAL_GW_API_KEYS\n"
+"  --insecure-no-auth    allow listening beyond loopback without API keys\n"
+"                                                                CORRAL_GW_INSECURE_NO_AUTH=1\n"
+"  --race N              default race width, 1 or 2 (2)          CORRAL_GW_RACE\n"
+"  --hedge-ms MS|auto    default to hedged mode: second worker only after MS\n"
+"                        without a reply (auto: the runtime's observed p95)\n"
+"                        (default: off, plain racing)            CORRAL_GW_HEDGE_MS\n"
+"  --queue N             invocations that may wait for a slot, per runtime\n"
+"                        (128); past it 429                      CORRAL_GW_QUEUE\n"
+"  --queue-ms MS         longest wait for a slot before 503 (10000) CORRAL_GW_QUEUE_MS\n"
+"  --retries N           extra attempts after the racers failed (2) CORRAL_GW_RETRIES\n"
+"  --ping-ms MS          health ping period (500)                CORRAL_GW_PING_MS\n"
+"  --ping-timeout-ms MS  a ping unanswered this long ejects (1000) CORRAL_GW_PING_TIMEOUT_MS\n"
+"  --deadline-slack-ms MS  deadline = compile+run wall limits + this (5000)\n"
+"                                                                CORRAL_GW_DEADLINE_SLACK_MS\n"
+"  --body-timeout-ms MS  time allowed to receive a body (10000)  CORRAL_GW_BODY_TIMEOUT_MS\n"
+"  --max-reply BYTES     largest worker reply accepted (256M)    CORRAL_GW_MAX_REPLY\n"
+"  --drain-ms MS         on SIGTERM, wait this long for in-flight requests\n"
+"                        (15000)                                 CORRAL_GW_DRAIN_MS\n"
+"  --notify-fd N         write \"\\n\" to fd N once listening (s6 readiness)\n"
+"  --help                this text\n";
+
+/* Appends each comma/space separated item of v to *list. */
+static int add_items(char ***list, size_t *n, const char *v)
+{
+	char *copy = strdup(v), *save = NULL;
+	if (!copy)
+		return -1;
+	for (char *t = strtok_r(copy, ", \t\n", &save); t; t = strtok_r(NULL, ", \t\n", &save)) {
+		char **nl = realloc(*list, (*n + 1) * sizeof(**list));
+		if (!nl || !(nl[*n] = strdup(t))) {
+			free(copy);
+			return -1;
+		}
+		*list = nl;
+		(*n)++;
+	}
+	free(copy);
+	return 0;
+}
+
+/* "python=tcp://a:1,tcp://b:2": a label, then URLs. */
+static int add_workers(const char *v)
+{
+	const char *eq = strchr(v, '=');
+	if (!eq || eq == v) {
+		fprintf(stderr, "corral-gateway: --workers wants RUNTIME=URL[,URL...], got '%s'\n", v);
+		return -1;
+	}
+	char **urls = NULL;
+	size_t nurls = 0;
+	if (add_items(&urls, &nurls, eq + 1) < 0 || nurls == 0) {
+		fprintf(stderr, "corral-gateway: --workers '%s' lists no URL\n", v);
+		free(urls);
+		return -1;
+	}
+	for (size_t i = 0; i < nurls; i++) {
+		if (strncmp(urls[i], "tcp://", 6) && strncmp(urls[i], "ipc://", 6)) {
+			fprintf(stderr, "corral-gateway: worker URL '%s' is not tcp:// or ipc://\n", urls[i]);
+			return -1;
+		}
+		gw_static_worker *nw = realloc(gw_cfg.workers, (gw_cfg.nworkers + 1) * sizeof(*nw));
+		if (!nw)
+			return -1;
+		gw_cfg.workers = nw;
+		nw[gw_cfg.nworkers].runtime = strndup(v, (size_t)(eq - v));
+		nw[gw_cfg.nworkers].url = urls[i];
+		gw_cfg.nworkers++;
+	}
+	free(urls);
+	return 0;
+}
+
+static int set_int(const char *flag, const char *v, int64_t min, int64_t max, int *out)
+{
+	int64_t x;
+	bool neg = v[0] == '-';
+	if (cr_parse_int(neg ? v + 1 : v, &x) < 0 || (x = neg ? -x : x) < min || x > max) {
+		fprintf(stderr, "corral-gateway: %s wants an integer in [%lld, %lld], got '%s'\n",
+		        flag, (long long)min, (long long)max, v);
+		return -1;
+	}
+	*out = (int)x;
+	return 0;
+}
+
+static int set_size(const char *flag, const char *v, size_t *out)
+{
+	int64_t x;
+	if (cr_parse_size(v, &x) < 0 || x == 0 || (uint64_t)x > SIZE_MAX) {
+		fprintf(stderr, "corral-gateway: %s wants a size like 8M, got '%s'\n", flag, v);
+		return -1;
+	}
+	*out = (size_t)x;
+	return 0;
+}
+
+static int set_hedge(const char *v)
+{
+	if (!strcmp(v, "auto")) {
+		gw_cfg.hedge_ms = 0;
+		return 0;
+	}
+	if (!strcmp(v, "off")) {
+		gw_cfg.hedge_ms = -1;
+		return 0;
+	}
+	return set_int("--hedge-ms", v, 1, 3600000, &gw_cfg.hedge_ms);
+}
+
+enum {
+	O_LISTEN = 256, O_WORKERS, O_DISCOVER, O_DISCOVER_MS, O_MAX_BODY, O_CORS,
+	O_KEYS, O_NOAUTH, O_RACE, O_HEDGE, O_QUEUE, O_QUEUE_MS, O_RETRIES,
+	O_PING, O_PING_TO, O_SLACK, O_BODY_TO, O_MAX_REPLY, O_DRAIN, O_NOTIFY,
+	O_HELP
+};
+
+static const struct option opts[] = {
+	{ "listen", 1, 0, O_LISTEN }, { "workers", 1, 0, O_WORKERS },
+	{ "discover", 1, 0, O_DISCOVER }, { "discover-ms", 1, 0, O_DISCOVER_MS },
+	{ "max-body", 1, 0, O_MAX_BODY }, { "cors-origins", 1, 0, O_CORS },
+	{ "api-keys", 1, 0, O_KEYS }, { "insecure-no-auth", 0, 0, O_NOAUTH },
+	{ "race", 1, 0, O_RACE }, { "hedge-ms", 1, 0, O_HEDGE },
+	{ "queue", 1, 0, O_QUEUE }, { "queue-ms", 1, 0, O_QUEUE_MS },
+	{ "retries", 1, 0, O_RETRIES }, { "ping-ms", 1, 0, O_PING },
+	{ "ping-timeout-ms", 1, 0, O_PING_TO }, { "deadline-slack-ms", 1, 0, O_SLACK },
+	{ "body-timeout-ms", 1, 0, O_BODY_TO }, { "max-reply", 1, 0, O_MAX_REPLY },
+	{ "drain-ms", 1, 0, O_DRAIN }, { "notify-fd", 1, 0, O_NOTIFY },
+	{ "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
+};
+
+/* Environment twins, applied first so that flags override them. */
+static const struct { int opt; const char *var; } envs[] = {
+	{ O_LISTEN, "CORRAL_GW_LISTEN" }, { O_WORKERS, "CORRAL_GW_WORKERS" },
+	{ O_DISCOVER, "CORRAL_GW_DISCOVER" }, { O_DISCOVER_MS, "CORRAL_GW_DISCOVER_MS" },
+	{ O_MAX_BODY, "CORRAL_GW_MAX_BODY" }, { O_CORS, "CORRAL_GW_CORS_ORIGINS" },
+	{ O_KEYS, "CORRAL_GW_API_KEYS" }, { O_NOAUTH, "CORRAL_GW_INSECURE_NO_AUTH" },
+	{ O_RACE, "CORRAL_GW_RACE" }, { O_HEDGE, "CORRAL_GW_HEDGE_MS" },
+	{ O_QUEUE, "CORRAL_GW_QUEUE" }, { O_QUEUE_MS, "CORRAL_GW_QUEUE_MS" },
+	{ O_RETRIES, "CORRAL_GW_RETRIES" }, { O_PING, "CORRAL_GW_PING_MS" },
+	{ O_PING_TO, "CORRAL_GW_PING_TIMEOUT_MS" }, { O_SLACK, "CORRAL_GW_DEADLINE_SLACK_MS" },
+	{ O_BODY_TO, "CORRAL_GW_BODY_TIMEOUT_MS" }, { O_MAX_REPLY, "CORRAL_GW_MAX_REPLY" },
+	{ O_DRAIN, "CORRAL_GW_DRAIN_MS" },
+};
+
+static int apply(int opt, const char *v)
+{
+	switch (opt) {
+	case O_LISTEN: return add_items(&gw_cfg.listen, &gw_cfg.nlisten, v);
+	case O_WORKERS: {
+		/* env form: several RT=URLS groups separated by spaces/semicolons */
+		char *copy = strdup(v), *save = NULL;
+		int rc = 0;
+		for (char *t = strtok_r(copy, " ;\t\n", &save); t && !rc; t = strtok_r(NULL, " ;\t\n", &save))
+			rc = add_workers(t);
+		free(copy);
+		return rc;
+	}
+	case O_DISCOVER:
+		if (strncmp(v, "dns://", 6) || !strrchr(v + 6, ':')) {
+			fprintf(stderr, "corral-gateway: --discover wants dns://NAME:PORT, got '%s'\n", v);
+			return -1;
+		}
+		return add_items(&gw_cfg.discover, &gw_cfg.ndiscover, v);
+	case O_DISCOVER_MS: return set_int("--discover-ms", v, 100, 3600000, &gw_cfg.discover_ms);
+	case O_MAX_BODY: return set_size("--max-body", v, &gw_cfg.max_body);
+	case O_CORS: return add_items(&gw_cfg.cors, &gw_cfg.ncors, v);
+	case O_KEYS: free(gw_cfg.api_keys_file); gw_cfg.api_keys_file = strdup(v); return 0;
+	case O_NOAUTH: gw_cfg.insecure_no_auth = !v || strcmp(v, "0"); return 0;
+	case O_RACE: return set_int("--race", v, 1, 2, &gw_cfg.race);
+	case O_HEDGE: return set_hedge(v);
+	case O_QUEUE: return set_int("--queue", v, 0, 1000000, &gw_cfg.queue);
+	case O_QUEUE_MS: return set_int("--queue-ms", v, 0, 3600000, &gw_cfg.queue_ms);
+	case O_RETRIES: return set_int("--retries", v, 0, 16, &gw_cfg.retries);
+	case O_PING: return set_int("--ping-ms", v, 50, 60000, &gw_cfg.ping_ms);
+	case O_PING_TO: return set_int("--ping-timeout-ms", v, 50, 60000, &gw_cfg.ping_timeout_ms);
+	case O_SLACK: return set_int("--deadline-slack-ms", v, 0, 3600000, &gw_cfg.slack_ms);
+	case O_BODY_TO: return set_int("--body-timeout-ms", v, 100, 3600000, &gw_cfg.body_timeout_ms);
+	case O_MAX_REPLY: return set_size("--max-reply", v, &gw_cfg.max_reply);
+	case O_DRAIN: return set_int("--drain-ms", v, 0, 3600000, &gw_cfg.drain_ms);
+	case O_NOTIFY: return set_int("--notify-fd", v, 0, 65535, &gw_cfg.notify_fd);
+	}
+	return -1;
+}
+
+/* A list flag given on the command line replaces what the environment
+ * said, rather than adding to it. */
+static void reset_list(int opt, bool *done)
+{
+	if (done[opt - O_LISTEN])
+		return;
+	done[opt - O_LISTEN] = true;
+	if (opt == O_LISTEN) {
+		gw_cfg.nlisten = 0;
+	} else if (opt == O_WORKERS) {
+		gw_cfg.nworkers = 0;
+	} else if (opt == O_DISCOVER) {
+		gw_cfg.ndiscover = 0;
+	} else if (opt == O_CORS) {
+		gw_cfg.ncors = 0;
+	}
+}
+
+int gw_config_parse(int argc, char **argv)
+{
+	for (size_t i = 0; i < sizeof(envs) / sizeof(envs[0]); i++) {
+		const char *v = getenv(envs[i].var);
+		if (v && *v && apply(envs[i].opt, v) < 0) {
+			fprintf(stderr, "corral-gateway: (from %s)\n", envs[i].var);
+			return -1;
+		}
+	}
+	bool reset[O_HELP - O_LISTEN + 1] = { 0 };
+	int c;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h' || c == O_HELP) {
+			fputs(usage, stdout);
+			return 1;
+		}
+		if (c == '?')
+			return -1;
+		reset_list(c, reset);
+		if (apply(c, optarg) < 0)
+			return -1;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "corral-gateway: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -1;
+	}
+	if (gw_cfg.nlisten == 0 && add_items(&gw_cfg.listen, &gw_cfg.nlisten, "http://127.0.0.1:8080") < 0)
+		return -1;
+	for (size_t i = 0; i < gw_cfg.nlisten; i++) {
+		if (strncmp(gw_cfg.listen[i], "http://", 7)) {
+			fprintf(stderr, "corral-gateway: --listen wants http://HOST:PORT, got '%s'\n", gw_cfg.listen[i]);
+			return -1;
+		}
+	}
+	if (gw_cfg.nworkers == 0 && gw_cfg.ndiscover == 0) {
+		fprintf(stderr, "corral-gateway: no workers: give --workers RT=URL or --discover dns://NAME:PORT\n");
+		return -1;
+	}
+	return 0;
+}

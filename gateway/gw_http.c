@@ -1,0 +1,640 @@
+/*
+ * gw_http.c — the HTTP side: nng's own HTTP server, one catch-all async
+ * handler, and a small route table.
+ *
+ * One handler takes every method and path, so that every answer —
+ * unknown paths, wrong methods, bad bodies — is JSON {error:{code,
+ * message}} rather than nng's HTML pages. The handler never blocks nng's
+ * threads: it reads the body itself with an async read bounded by
+ * --max-body and --body-timeout-ms (nng's own body collection would
+ * answer an oversized body with a bare 400), and finishes the server's
+ * aio later, from the invocation's completion.
+ *
+ * Order of checks for each request: route (404), CORS preflight (204 /
+ * 403), method (405), API key (401), body size and framing (413 / 411 /
+ * 408), JSON (400 / 415), runtime (404), then the invocation (its own
+ * statuses: 200, 400, 429, 502, 503, 504). Every request ends with one
+ * log line and one count in /metrics.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+
+#include "gw.h"
+#include "conf.h"
+#include "log.h"
+
+#include <nng/supplemental/http/http.h>
+
+typedef struct call call;
+typedef void (*route_fn)(call *c);
+
+typedef struct route {
+	const char *path;
+	const char *method; /* GET routes also answer HEAD */
+	bool auth;
+	route_fn fn;
+	const char *name; /* metrics label */
+} route;
+
+struct call {
+	nng_aio *aio;
+	nng_http_req *req;
+	nng_http_conn *conn;
+	const route *route;
+	int64_t t0;
+	char *body;
+	size_t body_len;
+	nng_aio *rx;
+	const char *cors_origin; /* allowed Origin to echo, or NULL */
+	char cors_buf[256];
+	bool close;   /* answer with Connection: close (body left unread) */
+	bool piston;
+	bool counted; /* in the in-flight gauge */
+	gw_run run;
+	const char *runtime;
+	char path[128];
+};
+
+static nng_http_server **servers;
+static size_t nservers;
+static nng_http_handler **handlers;
+static char **api_keys;
+static size_t napi_keys;
+static bool draining;
+
+void gw_http_set_draining(void) { draining = true; }
+bool gw_http_draining(void) { return draining; }
+
+/* ---- responses --------------------------------------------------------- */
+
+static void log_line(call *c, int status, const char *extra)
+{
+	char qpath[200], qmethod[40];
+	cr_log("info", "request", "method=%s path=%s status=%d ms=%lld runtime=%s%s%s",
+	       cr_log_quote(qmethod, sizeof(qmethod), nng_http_req_get_method(c->req)),
+	       cr_log_quote(qpath, sizeof(qpath), c->path), status,
+	       (long long)(gw_now_ms() - c->t0), c->runtime ? c->runtime : "-", extra ? " " : "",
+	       extra ? extra : "");
+}
+
+static void call_free(call *c)
+{
+	if (c->rx)
+		nng_aio_reap(c->rx);
+	gw_run_free(&c->run);
+	free(c->body);
+	free(c);
+}
+
+/* Sends status with body (taken) of type ctype; Retry-After when > 0. */
+static void respond_raw(call *c, int status, char *body, size_t len, const char *ctype,
+                        int retry_after, const char *extra_log)
+{
+	nng_http_res *res;
+	if (nng_http_res_alloc(&res) != 0) {
+		free(body);
+		nng_aio_finish(c->aio, NNG_ENOMEM);
+		call_free(c);
+		return;
+	}
+	nng_http_res_set_status(res, (uint16_t)status);
+	if (ctype)
+		nng_http_res_set_header(res, "Content-Type", ctype);
+	nng_http_res_set_header(res, "Cache-Control", "no-store");
+	if (retry_after > 0) {
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d", retry_after);
+		nng_http_res_set_header(res, "Retry-After", ra);
+	}
+	if (c->cors_origin) {
+		nng_http_res_set_header(res, "Access-Control-Allow-Origin", c->cors_origin);
+		nng_http_res_set_header(res, "Access-Control-Expose-Headers", "Retry-After");
+		nng_http_res_set_header(res, "Vary", "Origin");
+	}
+	if (status == 401)
+		nng_http_res_set_header(res, "WWW-Authenticate", "Bearer");
+	if (status == 405 && c->route)
+		nng_http_res_set_header(res, "Allow", !strcmp(c->route->method, "GET")
+		                                          ? "GET, HEAD, OPTIONS"
+		                                          : "POST, OPTIONS");
+	if (c->close)
+		nng_http_res_set_header(res, "Connection", "close");
+	if (body && nng_http_res_copy_data(res, body, len) != 0) {
+		nng_http_res_free(res);
+		free(body);
+		nng_aio_finish(c->aio, NNG_ENOMEM);
+		call_free(c);
+		return;
+	}
+	free(body);
+	gw_metric_http(c->route ? c->route->name : "other", status);
+	log_line(c, status, extra_log);
+	nng_aio_set_output(c->aio, 0, res);
+	nng_aio_finish(c->aio, 0);
+	call_free(c);
+}
+
+static void respond_json(call *c, int status, json_t *j, int retry_after, const char *extra_log)
+{
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!s) {
+		s = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"could not render the reply\"}}");
+		status = 500;
+	}
+	size_t len = s ? strlen(s) : 0;
+	respond_raw(c, status, s, len, "application/json", retry_after, extra_log);
+}
+
+static void respond_error(call *c, int status, const char *code, const char *msg,
+                          int retry_after)
+{
+	json_t *j = gw_json_error(code, msg);
+	if (c->piston) /* Piston clients read a top-level message */
+		json_object_set_new(j, "message", json_string(msg));
+	char extra[320];
+	snprintf(extra, sizeof(extra), "error=%s", code);
+	respond_json(c, status, j, retry_after, extra);
+}
+
+/* ---- invocation routes ------------------------------------------------- */
+
+static void run_done(void *arg, const gw_result *res)
+{
+	call *c = arg;
+	if (c->counted)
+		gw_metric_inflight(-1);
+	if (res->status != 200) {
+		json_t *j = gw_json_error(res->code, res->message);
+		if (c->piston)
+			json_object_set_new(j, "message", json_string(res->message));
+		else if (res->race)
+			json_object_set_new(j, "race", json_incref(res->race));
+		char extra[1100];
+		snprintf(extra, sizeof(extra), "error=%s %s", res->code, res->summary);
+		respond_json(c, res->status, j, res->retry_after, extra);
+		return;
+	}
+	json_t *j;
+	if (c->piston) {
+		j = gw_piston_reply(res->reply, res->rt);
+	} else {
+		j = gw_json_reply(res->reply, res->rt);
+		json_object_set_new(j, "worker", json_pack("{s:s, s:s}", "url", res->worker_url, "name",
+		                                           res->worker_name ? res->worker_name : ""));
+		if (res->race)
+			json_object_set_new(j, "race", json_incref(res->race));
+		json_object_set_new(j, "gateway_ms", json_integer(gw_now_ms() - c->t0));
+	}
+	char extra[900];
+	snprintf(extra, sizeof(extra), "worker=%s %s", res->worker_url, res->summary);
+	respond_json(c, 200, j, 0, extra);
+}
+
+static bool is_json_type(const char *ct)
+{
+	if (!ct)
+		return true;
+	while (*ct == ' ')
+		ct++;
+	size_t n = strcspn(ct, ";");
+	return (n == 16 && !strncasecmp(ct, "application/json", 16)) ||
+	       (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
+}
+
+/* Parses the body; answers 400/415 itself and returns NULL then. */
+static json_t *parse_body(call *c)
+{
+	if (c->body_len == 0) {
+		respond_error(c, 400, "bad_request", "the request has no body: send a JSON object", 0);
+		return NULL;
+	}
+	json_error_t e;
+	json_t *j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &e);
+	if (j)
+		return j;
+	const char *ct = nng_http_req_get_header(c->req, "Content-Type");
+	char msg[400];
+	if (!c->piston && !is_json_type(ct)) {
+		snprintf(msg, sizeof(msg), "the body is not JSON (Content-Type: %.100s); send application/json", ct);
+		respond_error(c, 415, "unsupported_media_type", msg, 0);
+	} else {
+		snprintf(msg, sizeof(msg), "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
+		respond_error(c, 400, "bad_request", msg, 0);
+	}
+	return NULL;
+}
+
+static void known_runtimes(char *buf, size_t len)
+{
+	size_t off = 0;
+	buf[0] = 0;
+	for (gw_runtime *rt = gw_pool_runtimes(); rt && off < len; rt = rt->next)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s %s", off ? ", " : "", rt->name, rt->version);
+}
+
+static void invoke_route(call *c)
+{
+	json_t *body = parse_body(c);
+	if (!body)
+		return;
+	char err[512];
+	int rc = c->piston ? gw_piston_from_json(body, &c->run, err, sizeof(err))
+	                   : gw_run_from_json(body, &c->run, err, sizeof(err));
+	json_decref(body);
+	if (rc < 0) {
+		respond_error(c, 400, "bad_request", err, 0);
+		return;
+	}
+	c->runtime = c->run.runtime;
+	if (draining) {
+		respond_error(c, 503, "draining", "the gateway is shutting down; retry on another", 1);
+		return;
+	}
+	gw_lock();
+	gw_runtime *rt = gw_pool_find(c->run.runtime, c->run.version);
+	if (!rt) {
+		char known[300], msg[512];
+		known_runtimes(known, sizeof(known));
+		gw_unlock();
+		snprintf(msg, sizeof(msg), "unknown runtime \"%.64s\"%s%.32s (available: %s)",
+		         c->run.runtime, c->run.version ? " version " : "",
+		         c->run.version ? c->run.version : "", known[0] ? known : "none yet");
+		if (c->piston) /* Piston answers 400 for an unknown language */
+			respond_error(c, 400, "unknown_runtime", msg, 0);
+		else
+			respond_error(c, 404, "unknown_runtime", msg, 0);
+		return;
+	}
+	rc = gw_run_bind(&c->run, rt, err, sizeof(err));
+	gw_unlock();
+	if (rc < 0) {
+		respond_error(c, 400, "bad_request", err, 0);
+		return;
+	}
+	c->counted = true;
+	gw_metric_inflight(1);
+	gw_invoke(rt, &c->run.req, &c->run.opts, run_done, c);
+}
+
+static void route_run(call *c) { invoke_route(c); }
+
+static void route_piston_execute(call *c)
+{
+	c->piston = true;
+	invoke_route(c);
+}
+
+static void route_runtimes(call *c)
+{
+	gw_lock();
+	json_t *j = gw_json_runtimes();
+	gw_unlock();
+	respond_json(c, 200, j, 0, NULL);
+}
+
+static void route_piston_runtimes(call *c)
+{
+	gw_lock();
+	json_t *j = gw_piston_runtimes();
+	gw_unlock();
+	respond_json(c, 200, j, 0, NULL);
+}
+
+static void route_healthz(call *c)
+{
+	respond_json(c, 200, json_pack("{s:b}", "ok", 1), 0, NULL);
+}
+
+static void route_readyz(call *c)
+{
+	gw_lock();
+	int n = gw_pool_healthy_total();
+	gw_unlock();
+	bool ready = n > 0 && !draining;
+	respond_json(c, ready ? 200 : 503,
+	             json_pack("{s:b, s:i, s:b}", "ready", ready, "healthy_workers", n, "draining",
+	                       draining),
+	             ready ? 0 : 1, NULL);
+}
+
+static void route_metrics(call *c)
+{
+	size_t len;
+	char *s = gw_metrics_render(&len);
+	if (!s) {
+		respond_error(c, 500, "internal", "out of memory rendering metrics", 0);
+		return;
+	}
+	respond_raw(c, 200, s, len, "text/plain; version=0.0.4; charset=utf-8", 0, NULL);
+}
+
+static const route routes[] = {
+	{ "/v1/run", "POST", true, route_run, "/v1/run" },
+	{ "/v1/runtimes", "GET", true, route_runtimes, "/v1/runtimes" },
+	{ "/api/v2/execute", "POST", true, route_piston_execute, "/api/v2/execute" },
+	{ "/api/v2/runtimes", "GET", true, route_piston_runtimes, "/api/v2/runtimes" },
+	{ "/healthz", "GET", false, route_healthz, "/healthz" },
+	{ "/readyz", "GET", false, route_readyz, "/readyz" },
+	{ "/metrics", "GET", false, route_metrics, "/metrics" },
+};
+
+/* ---- checks before the route ------------------------------------------- */
+
+static bool origin_allowed(const char *origin)
+{
+	for (size_t i = 0; i < gw_cfg.ncors; i++)
+		if (!strcmp(gw_cfg.cors[i], "*") || !strcasecmp(gw_cfg.cors[i], origin))
+			return true;
+	return false;
+}
+
+static void preflight(call *c, const char *origin)
+{
+	nng_http_res *res;
+	if (!c->cors_origin) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "origin %.200s is not allowed (see --cors-origins)",
+		         origin ? origin : "(none)");
+		respond_error(c, 403, "cors_forbidden", msg, 0);
+		return;
+	}
+	if (nng_http_res_alloc(&res) != 0) {
+		nng_aio_finish(c->aio, NNG_ENOMEM);
+		call_free(c);
+		return;
+	}
+	const char *hdrs = nng_http_req_get_header(c->req, "Access-Control-Request-Headers");
+	nng_http_res_set_status(res, 204);
+	nng_http_res_set_header(res, "Access-Control-Allow-Origin", c->cors_origin);
+	nng_http_res_set_header(res, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+	nng_http_res_set_header(res, "Access-Control-Allow-Headers",
+	                        hdrs ? hdrs : "Content-Type, Authorization");
+	nng_http_res_set_header(res, "Access-Control-Max-Age", "600");
+	nng_http_res_set_header(res, "Vary", "Origin");
+	gw_metric_http(c->route->name, 204);
+	log_line(c, 204, "preflight=1");
+	nng_aio_set_output(c->aio, 0, res);
+	nng_aio_finish(c->aio, 0);
+	call_free(c);
+}
+
+static bool authorized(call *c)
+{
+	if (!c->route->auth || napi_keys == 0)
+		return true;
+	const char *h = nng_http_req_get_header(c->req, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	size_t n = strlen(h);
+	bool ok = false;
+	for (size_t i = 0; i < napi_keys; i++) {
+		size_t kn = strlen(api_keys[i]);
+		unsigned diff = (unsigned)(kn ^ n);
+		for (size_t j = 0; j < kn; j++) /* same time whatever matches */
+			diff |= (unsigned)(api_keys[i][j] ^ (j < n ? h[j] : 0));
+		ok |= diff == 0;
+	}
+	return ok;
+}
+
+static void body_done(void *arg)
+{
+	call *c = arg;
+	int rv = nng_aio_result(c->rx);
+	if (rv != 0) {
+		c->close = true;
+		if (rv == NNG_ETIMEDOUT) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "the body did not arrive within %d ms (truncated body?)",
+			         gw_cfg.body_timeout_ms);
+			respond_error(c, 408, "body_timeout", msg, 0);
+		} else {
+			log_line(c, 0, "error=body_read_failed");
+			nng_aio_finish(c->aio, rv); /* nng closes the connection */
+			call_free(c);
+		}
+		return;
+	}
+	c->route->fn(c);
+}
+
+static void read_body(call *c, size_t len)
+{
+	nng_iov iov;
+	if (!(c->body = malloc(len + 1)) || nng_aio_alloc(&c->rx, body_done, c) != 0) {
+		c->close = true;
+		respond_error(c, 503, "out_of_memory", "the gateway is out of memory", 1);
+		return;
+	}
+	c->body_len = len;
+	iov.iov_buf = c->body;
+	iov.iov_len = len;
+	nng_aio_set_iov(c->rx, 1, &iov);
+	nng_aio_set_timeout(c->rx, gw_cfg.body_timeout_ms);
+	nng_http_conn_read_all(c->conn, c->rx);
+}
+
+/* Content-Length and friends; answers the request itself on error. */
+static void take_body(call *c)
+{
+	const char *te = nng_http_req_get_header(c->req, "Transfer-Encoding");
+	const char *cl = nng_http_req_get_header(c->req, "Content-Length");
+	int64_t len = 0;
+	char msg[200];
+	if (te && strcasecmp(te, "identity")) {
+		c->close = true;
+		respond_error(c, 411, "length_required",
+		              "chunked bodies are not supported: send Content-Length", 0);
+		return;
+	}
+	if (cl && cr_parse_int(cl, &len) < 0) {
+		c->close = true;
+		respond_error(c, 400, "bad_request", "Content-Length is not a number", 0);
+		return;
+	}
+	if ((uint64_t)len > gw_cfg.max_body) {
+		c->close = true;
+		snprintf(msg, sizeof(msg), "the body is %lld bytes; at most %zu are accepted",
+		         (long long)len, gw_cfg.max_body);
+		respond_error(c, 413, "too_large", msg, 0);
+		return;
+	}
+	if (len == 0) {
+		c->route->fn(c);
+		return;
+	}
+	read_body(c, (size_t)len);
+}
+
+static const route *find_route(const char *path)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (!strcmp(routes[i].path, path))
+			return &routes[i];
+	return NULL;
+}
+
+static void on_request(nng_aio *aio)
+{
+	call *c = calloc(1, sizeof(*c));
+	if (!c) {
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	c->aio = aio;
+	c->req = nng_aio_get_input(aio, 0);
+	c->conn = nng_aio_get_input(aio, 2);
+	c->t0 = gw_now_ms();
+	const char *uri = nng_http_req_get_uri(c->req);
+	size_t plen = strcspn(uri, "?#");
+	snprintf(c->path, sizeof(c->path), "%.*s", (int)(plen < 127 ? plen : 127), uri);
+	while (strlen(c->path) > 1 && c->path[strlen(c->path) - 1] == '/')
+		c->path[strlen(c->path) - 1] = 0;
+	const char *method = nng_http_req_get_method(c->req);
+	const char *origin = nng_http_req_get_header(c->req, "Origin");
+	if (origin && origin_allowed(origin)) {
+		snprintf(c->cors_buf, sizeof(c->cors_buf), "%s", origin);
+		c->cors_origin = c->cors_buf;
+	}
+	c->route = find_route(c->path);
+	/* the body of a request we do not read would be parsed as the next one */
+	const char *cl = nng_http_req_get_header(c->req, "Content-Length");
+	bool has_body = (cl && strcmp(cl, "0")) || nng_http_req_get_header(c->req, "Transfer-Encoding");
+	if (!c->route) {
+		char msg[200];
+		c->close = has_body;
+		snprintf(msg, sizeof(msg), "no route %.100s (see docs/http-api.md)", c->path);
+		respond_error(c, 404, "not_found", msg, 0);
+		return;
+	}
+	if (!strcmp(method, "OPTIONS")) {
+		c->close = has_body;
+		preflight(c, origin);
+		return;
+	}
+	bool get = !strcmp(c->route->method, "GET");
+	if (strcmp(method, c->route->method) && !(get && !strcmp(method, "HEAD"))) {
+		char msg[160];
+		c->close = has_body;
+		snprintf(msg, sizeof(msg), "%s takes %s, not %.16s", c->route->path, c->route->method, method);
+		respond_error(c, 405, "method_not_allowed", msg, 0);
+		return;
+	}
+	if (!authorized(c)) {
+		c->close = has_body;
+		respond_error(c, 401, "unauthorized",
+		              "a valid API key is required: Authorization: Bearer KEY", 0);
+		return;
+	}
+	take_body(c);
+}
+
+/* ---- start/stop -------------------------------------------------------- */
+
+static int load_keys(void)
+{
+	if (!gw_cfg.api_keys_file)
+		return 0;
+	FILE *f = fopen(gw_cfg.api_keys_file, "r");
+	if (!f) {
+		cr_log("error", "start", "error=\"cannot read --api-keys %s: %m\"", gw_cfg.api_keys_file);
+		return -1;
+	}
+	char line[512];
+	while (fgets(line, sizeof(line), f)) {
+		char *s = line + strspn(line, " \t");
+		s[strcspn(s, " \t\r\n#")] = 0;
+		if (!*s)
+			continue;
+		char **n = realloc(api_keys, (napi_keys + 1) * sizeof(*n));
+		if (!n || !(n[napi_keys] = strdup(s))) {
+			fclose(f);
+			return -1;
+		}
+		api_keys = n;
+		napi_keys++;
+	}
+	fclose(f);
+	if (napi_keys == 0) {
+		cr_log("error", "start", "error=\"--api-keys %s holds no key\"", gw_cfg.api_keys_file);
+		return -1;
+	}
+	return 0;
+}
+
+static bool loopback(const nng_url *u)
+{
+	const char *h = u->u_hostname;
+	return !strcmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1") ||
+	       !strcmp(h, "[::1]");
+}
+
+static int listen_one(const char *url_s)
+{
+	nng_url *url;
+	nng_http_server *srv;
+	nng_http_handler *h;
+	int rv;
+	if ((rv = nng_url_parse(&url, url_s)) != 0) {
+		cr_log("error", "start", "listen=%s error=\"%s\"", url_s, nng_strerror(rv));
+		return -1;
+	}
+	if (!loopback(url) && napi_keys == 0 && !gw_cfg.insecure_no_auth) {
+		cr_log("error", "start", "listen=%s error=\"listening beyond loopback needs --api-keys "
+		       "(or --insecure-no-auth)\"", url_s);
+		nng_url_free(url);
+		return -1;
+	}
+	if ((rv = nng_http_server_hold(&srv, url)) != 0 ||
+	    (rv = nng_http_handler_alloc(&h, "/", on_request)) != 0) {
+		cr_log("error", "start", "listen=%s error=\"%s\"", url_s, nng_strerror(rv));
+		nng_url_free(url);
+		return -1;
+	}
+	nng_url_free(url);
+	servers = realloc(servers, (nservers + 1) * sizeof(*servers));
+	handlers = realloc(handlers, (nservers + 1) * sizeof(*handlers));
+	if (!servers || !handlers)
+		return -1;
+	if ((rv = nng_http_handler_set_method(h, NULL)) != 0 ||
+	    (rv = nng_http_handler_set_tree(h)) != 0 ||
+	    (rv = nng_http_handler_collect_body(h, false, 0)) != 0 ||
+	    (rv = nng_http_server_add_handler(srv, h)) != 0 || (rv = nng_http_server_start(srv)) != 0) {
+		cr_log("error", "start", "listen=%s error=\"%s\"", url_s, nng_strerror(rv));
+		return -1;
+	}
+	servers[nservers] = srv;
+	handlers[nservers] = h;
+	nservers++;
+	nng_sockaddr sa;
+	int port = 0;
+	if (nng_http_server_get_addr(srv, &sa) == 0)
+		port = sa.s_family == NNG_AF_INET6 ? ntohs(sa.s_in6.sa_port) : ntohs(sa.s_in.sa_port);
+	cr_log("info", "listening", "url=%s port=%d", url_s, port);
+	return 0;
+}
+
+int gw_http_start(void)
+{
+	if (load_keys() < 0)
+		return -1;
+	for (size_t i = 0; i < gw_cfg.nlisten; i++)
+		if (listen_one(gw_cfg.listen[i]) < 0)
+			return -1;
+	return 0;
+}
+
+void gw_http_stop(void)
+{
+	for (size_t i = 0; i < nservers; i++) {
+		nng_http_server_stop(servers[i]);
+		nng_http_server_release(servers[i]);
+	}
+}

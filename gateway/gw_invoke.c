@@ -1,0 +1,715 @@
+/*
+ * gw_invoke.c — one invocation: which workers run it, and who wins.
+ *
+ * Modes (per request, the gateway's flags giving the default):
+ *   race   send to two distinct workers at once (the default when the
+ *          runtime has two healthy workers with a free slot);
+ *   hedge  send to one, and to a second only when no reply came within
+ *          hedge_ms (0: the runtime's observed p95);
+ *   single race 1: one worker at a time.
+ *
+ * Each attempt is one REQ context on its worker's socket, with its own
+ * run id ("<invocation>-<n>") so that a cancel names exactly one run.
+ * The first reply with ok:true wins; a bad_request (or unsupported)
+ * reply is final at once, since any worker would say the same. busy,
+ * internal, cancelled, transport errors and timeouts do not win: the
+ * other attempt is awaited. The loser gets a `cancel` op at once and its
+ * slot is released when its own (cancelled) reply arrives. When every
+ * attempt failed, another worker is tried (--retries) while the
+ * deadline allows; then 502 listing what happened.
+ *
+ * No free slot anywhere: the invocation waits in its runtime's FIFO
+ * (bounded by --queue; full → 429) for at most --queue-ms (→ 503); a
+ * finishing attempt or the health ticker lets the head proceed.
+ *
+ * Concurrency: all state is under gw_lock. Results are not handed to
+ * the HTTP layer under the lock: finished invocations go on a pending
+ * list that whoever holds the lock drains after unlocking
+ * (gw_invoke_flush). An invocation is freed when its last reference
+ * (itself until delivered, each live attempt, each armed timer) goes.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+#include "log.h"
+
+#define MAX_ATTEMPTS 24
+
+typedef struct attempt {
+	gw_invocation *inv;
+	gw_worker *w;
+	nng_ctx ctx;
+	nng_aio *aio;
+	char id[CR_ID_MAX + 1];
+	bool sent;
+	bool live;
+	bool cancel_sent;
+	int64_t t0, t1;
+	const char *outcome; /* won, lost, busy, error, bad_request, timeout... */
+	char detail[160];
+	char wname[96];
+} attempt;
+
+struct gw_invocation {
+	int refs;
+	gw_runtime *rt;
+	cr_request *req;
+	gw_done_fn done;
+	void *arg;
+	const char *mode;
+	int width;    /* 1 or 2 */
+	int hedge_ms; /* -1 none */
+	int64_t t0, deadline;
+	attempt att[MAX_ATTEMPTS];
+	int natt, active, retries;
+	bool hedged;
+	/* queue */
+	bool queued;
+	int64_t qstart, queued_ms;
+	unsigned qgen, hgen;
+	gw_invocation *qnext;
+	/* outcome */
+	bool finished, delivered;
+	gw_result res;
+	nng_msg *win_msg;
+	msgpack_unpacked win;
+	attempt *winner;
+	gw_invocation *pnext; /* pending delivery */
+	char base_id[32];
+	/* all live invocations, for gw_invoke_worker_lost */
+	gw_invocation *lprev, *lnext;
+};
+
+static gw_invocation *pending;
+static gw_invocation *live;
+static unsigned long long seq;
+
+static void advance(gw_invocation *inv);
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+static void unref(gw_invocation *inv)
+{
+	if (--inv->refs > 0)
+		return;
+	if (inv->lprev)
+		inv->lprev->lnext = inv->lnext;
+	else
+		live = inv->lnext;
+	if (inv->lnext)
+		inv->lnext->lprev = inv->lprev;
+	if (inv->win_msg) {
+		msgpack_unpacked_destroy(&inv->win);
+		nng_msg_free(inv->win_msg);
+	}
+	free(inv);
+}
+
+static void summarize(gw_invocation *inv)
+{
+	gw_result *r = &inv->res;
+	json_t *atts = json_array();
+	size_t off = 0;
+	off += (size_t)snprintf(r->summary + off, sizeof(r->summary) - off,
+	                        "mode=%s width=%d attempts=%d retries=%d hedged=%d queued_ms=%lld",
+	                        inv->mode, inv->width, inv->natt, inv->retries, inv->hedged,
+	                        (long long)inv->queued_ms);
+	for (int i = 0; i < inv->natt; i++) {
+		attempt *a = &inv->att[i];
+		int64_t end = a->t1 ? a->t1 : gw_now_ms();
+		const char *outcome = a->outcome ? a->outcome : (a->cancel_sent ? "lost" : "abandoned");
+		json_array_append_new(atts, json_pack("{s:s, s:s, s:s, s:I, s:s?}", "worker", a->w->url,
+		                                      "name", a->wname[0] ? a->wname : a->w->name,
+		                                      "outcome", outcome, "ms", (json_int_t)(end - a->t0),
+		                                      "detail", a->detail[0] ? a->detail : NULL));
+		if (off < sizeof(r->summary))
+			off += (size_t)snprintf(r->summary + off, sizeof(r->summary) - off,
+			                        " a%d=%s:%s:%lldms", i, a->w->url, outcome,
+			                        (long long)(end - a->t0));
+	}
+	r->race = json_pack("{s:s, s:i, s:o, s:i, s:b, s:I}", "mode", inv->mode, "width", inv->width,
+	                    "attempts", atts, "retries", inv->retries, "hedged", inv->hedged,
+	                    "queued_ms", (json_int_t)inv->queued_ms);
+	if (inv->winner)
+		json_object_set_new(r->race, "winner", json_string(inv->winner->w->url));
+}
+
+/* Ends the invocation with r's status (reply set when 200). */
+static void finish(gw_invocation *inv, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void send_cancel(attempt *a);
+
+static void finish(gw_invocation *inv, int status, const char *code, const char *fmt, ...)
+{
+	if (inv->finished)
+		return;
+	inv->finished = true;
+	inv->res.status = status;
+	inv->res.code = code;
+	inv->res.rt = inv->rt;
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(inv->res.message, sizeof(inv->res.message), fmt, ap);
+		va_end(ap);
+	}
+	if (inv->queued) { /* cannot be: callers unlink first; be safe */
+		gw_runtime *rt = inv->rt;
+		gw_invocation **pp = &rt->qhead, *prev = NULL;
+		while (*pp && *pp != inv) {
+			prev = *pp;
+			pp = &(*pp)->qnext;
+		}
+		if (*pp) {
+			*pp = inv->qnext;
+			if (rt->qtail == inv)
+				rt->qtail = prev;
+			rt->nqueued--;
+		}
+		inv->queued = false;
+	}
+	for (int i = 0; i < inv->natt; i++)
+		if (inv->att[i].live && &inv->att[i] != inv->winner)
+			send_cancel(&inv->att[i]);
+	summarize(inv);
+	inv->pnext = pending;
+	pending = inv;
+}
+
+void gw_invoke_flush(void)
+{
+	for (;;) {
+		gw_lock();
+		gw_invocation *inv = pending;
+		if (inv)
+			pending = inv->pnext;
+		gw_unlock();
+		if (!inv)
+			return;
+		inv->done(inv->arg, &inv->res); /* the lock is not held here */
+		json_decref(inv->res.race);
+		inv->res.race = NULL;
+		gw_lock();
+		inv->delivered = true;
+		unref(inv);
+		gw_unlock();
+	}
+}
+
+/* ---- cancel ------------------------------------------------------------ */
+
+typedef struct canceller {
+	nng_ctx ctx;
+	nng_aio *aio;
+	bool sent;
+} canceller;
+
+static void cancel_cb(void *arg)
+{
+	canceller *c = arg;
+	int rv = nng_aio_result(c->aio);
+	nng_msg *msg = NULL;
+	if (!c->sent && rv == 0) {
+		c->sent = true;
+		nng_aio_set_msg(c->aio, NULL);
+		nng_aio_set_timeout(c->aio, 2000);
+		nng_ctx_recv(c->ctx, c->aio);
+		return;
+	}
+	if (!c->sent || rv == 0)
+		msg = nng_aio_get_msg(c->aio);
+	if (rv == 0 && msg) {
+		msgpack_unpacked u;
+		msgpack_unpacked_init(&u);
+		size_t off = 0;
+		if (msgpack_unpack_next(&u, nng_msg_body(msg), nng_msg_len(msg), &off) ==
+		        MSGPACK_UNPACK_SUCCESS &&
+		    u.data.type == MSGPACK_OBJECT_MAP) {
+			const msgpack_object *cd = cr_obj_get(&u.data, "cancelled");
+			if (cd && cd->type == MSGPACK_OBJECT_BOOLEAN && cd->via.boolean)
+				gw_metric_inc(GW_M_CANCELS_OK);
+		}
+		msgpack_unpacked_destroy(&u);
+	}
+	if (msg)
+		nng_msg_free(msg);
+	nng_ctx_close(c->ctx);
+	nng_aio_reap(c->aio);
+	free(c);
+}
+
+static nng_msg *encode(const cr_request *r)
+{
+	msgpack_sbuffer sb;
+	nng_msg *msg = NULL;
+	msgpack_sbuffer_init(&sb);
+	cr_request_encode(r, &sb);
+	if (nng_msg_alloc(&msg, 0) != 0 || nng_msg_append(msg, sb.data, sb.size) != 0) {
+		if (msg)
+			nng_msg_free(msg);
+		msg = NULL;
+	}
+	msgpack_sbuffer_destroy(&sb);
+	return msg;
+}
+
+/* Tells a losing attempt's worker to stop it; fire and forget (the
+ * attempt itself ends when the worker answers it "cancelled"). */
+static void send_cancel(attempt *a)
+{
+	if (a->cancel_sent)
+		return;
+	a->cancel_sent = true;
+	canceller *c = calloc(1, sizeof(*c));
+	cr_request r = { .op = CR_OP_CANCEL };
+	snprintf(r.id, sizeof(r.id), "%s", a->id);
+	nng_msg *msg = encode(&r);
+	if (!c || !msg || nng_aio_alloc(&c->aio, cancel_cb, c) != 0 ||
+	    nng_ctx_open(&c->ctx, a->w->sock) != 0) {
+		if (msg)
+			nng_msg_free(msg);
+		if (c && c->aio)
+			nng_aio_free(c->aio);
+		free(c);
+		cr_log("error", "cancel_failed", "worker=%s id=%s error=\"out of resources\"",
+		       a->w->url, a->id);
+		return;
+	}
+	gw_metric_inc(GW_M_CANCELS_SENT);
+	nng_aio_set_msg(c->aio, msg);
+	nng_aio_set_timeout(c->aio, 2000);
+	nng_ctx_send(c->ctx, c->aio);
+}
+
+/* ---- attempts ---------------------------------------------------------- */
+
+static bool obj_true(const msgpack_object *o)
+{
+	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+static void set_detail(attempt *a, const char *outcome, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_detail(attempt *a, const char *outcome, const char *fmt, ...)
+{
+	a->outcome = outcome;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(a->detail, sizeof(a->detail), fmt, ap);
+	va_end(ap);
+}
+
+static void attempt_failed(gw_invocation *inv, attempt *a)
+{
+	a->w->failures++;
+	gw_metric_inc(GW_M_ATTEMPT_FAIL);
+	if (!inv->finished && gw_now_ms() >= inv->deadline)
+		finish(inv, 504, "deadline",
+		       "no reply before the deadline (%lld ms): last attempt on %s: %s",
+		       (long long)(inv->deadline - inv->t0), a->w->url, a->detail);
+	advance(inv);
+}
+
+/* A decoded reply of attempt a: decide. Takes msg. */
+static void attempt_reply(gw_invocation *inv, attempt *a, nng_msg *msg)
+{
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	if (msgpack_unpack_next(&u, nng_msg_body(msg), nng_msg_len(msg), &off) !=
+	        MSGPACK_UNPACK_SUCCESS ||
+	    u.data.type != MSGPACK_OBJECT_MAP) {
+		set_detail(a, "error", "unreadable reply (%zu bytes)", nng_msg_len(msg));
+		goto failed;
+	}
+	const char *p;
+	size_t n;
+	if (cr_obj_bytes(cr_obj_get(&u.data, "worker"), &p, &n))
+		snprintf(a->wname, sizeof(a->wname), "%.*s", (int)n, p);
+	if (obj_true(cr_obj_get(&u.data, "ok"))) {
+		if (inv->finished) { /* a loser that finished before its cancel landed */
+			set_detail(a, "lost", "finished before the cancel landed");
+			goto done;
+		}
+		a->outcome = "won";
+		inv->winner = a;
+		a->w->served++;
+		if (inv->active > 0)
+			gw_metric_inc(GW_M_RACES_WON);
+		for (int i = 0; i < inv->natt; i++)
+			if (inv->att[i].live)
+				gw_metric_inc(GW_M_RACES_LOST);
+		inv->win_msg = msg;
+		inv->win = u;
+		inv->res.reply = &inv->win.data;
+		inv->res.worker_url = a->w->url;
+		inv->res.worker_name = a->wname;
+		gw_pool_record_latency(inv->rt, gw_now_ms() - inv->t0);
+		finish(inv, 200, NULL, NULL);
+		return;
+	}
+	const msgpack_object *err = cr_obj_get(&u.data, "error");
+	const msgpack_object *code = err ? cr_obj_get(err, "code") : NULL;
+	const char *mp = "";
+	size_t mn = 0;
+	if (err)
+		cr_obj_bytes(cr_obj_get(err, "message"), &mp, &mn);
+	if (cr_obj_eq(code, CR_E_BAD_REQUEST)) {
+		set_detail(a, "bad_request", "%.*s", (int)mn, mp);
+		finish(inv, 400, "bad_request", "%.*s", (int)mn, mp);
+		goto done;
+	}
+	if (cr_obj_eq(code, CR_E_UNSUPPORTED)) {
+		set_detail(a, "unsupported", "%.*s", (int)mn, mp);
+		finish(inv, 502, "unsupported", "worker %s does not support this request: %.*s",
+		       a->w->url, (int)mn, mp);
+		goto done;
+	}
+	{
+		const char *cp = "?";
+		size_t cn = 1;
+		if (code)
+			cr_obj_bytes(code, &cp, &cn);
+		set_detail(a, cr_obj_eq(code, CR_E_BUSY) ? "busy" : a->cancel_sent ? "lost" : "error",
+		           "%.*s: %.*s", (int)cn, cp, (int)mn, mp);
+	}
+	if (a->cancel_sent)
+		goto done; /* our own cancel answered: the expected end of a loser */
+failed:
+	msgpack_unpacked_destroy(&u);
+	nng_msg_free(msg);
+	attempt_failed(inv, a);
+	return;
+done:
+	msgpack_unpacked_destroy(&u);
+	nng_msg_free(msg);
+	advance(inv);
+}
+
+static void attempt_cb(void *arg)
+{
+	attempt *a = arg;
+	gw_invocation *inv = a->inv;
+	int rv = nng_aio_result(a->aio);
+	nng_msg *msg = NULL;
+	if (!a->sent && rv == 0) {
+		gw_lock();
+		a->sent = true;
+		nng_aio_set_msg(a->aio, NULL);
+		int64_t left = inv->deadline - gw_now_ms();
+		nng_aio_set_timeout(a->aio, (nng_duration)(left > 1 ? left : 1));
+		nng_ctx_recv(a->ctx, a->aio);
+		gw_unlock();
+		return;
+	}
+	if (!a->sent || rv == 0)
+		msg = nng_aio_get_msg(a->aio);
+	gw_lock();
+	a->t1 = gw_now_ms();
+	a->live = false;
+	inv->active--;
+	a->w->inflight--;
+	nng_ctx ctx = a->ctx;
+	nng_aio *aio = a->aio;
+	if (rv == 0) {
+		attempt_reply(inv, a, msg);
+	} else {
+		if (!a->sent && msg)
+			nng_msg_free(msg);
+		if (a->outcome == NULL)
+			set_detail(a, a->cancel_sent ? "lost" : rv == NNG_ETIMEDOUT ? "timeout" : "error",
+			           "%s: %s", a->sent ? "reply" : "send", nng_strerror(rv));
+		if (a->cancel_sent)
+			advance(inv);
+		else
+			attempt_failed(inv, a);
+	}
+	gw_invoke_pump(); /* a slot freed: queued invocations may go */
+	unref(inv);
+	gw_unlock();
+	nng_ctx_close(ctx);
+	nng_aio_reap(aio);
+	gw_invoke_flush();
+}
+
+/* Under lock. Starts one attempt on w. */
+static bool attempt_start(gw_invocation *inv, gw_worker *w)
+{
+	if (inv->natt >= MAX_ATTEMPTS)
+		return false;
+	attempt *a = &inv->att[inv->natt];
+	memset(a, 0, sizeof(*a));
+	a->inv = inv;
+	a->w = w;
+	snprintf(a->id, sizeof(a->id), "%s-%d", inv->base_id, inv->natt);
+	snprintf(inv->req->id, sizeof(inv->req->id), "%s", a->id);
+	nng_msg *msg = encode(inv->req);
+	if (!msg || nng_aio_alloc(&a->aio, attempt_cb, a) != 0 ||
+	    nng_ctx_open(&a->ctx, w->sock) != 0) {
+		if (msg)
+			nng_msg_free(msg);
+		if (a->aio)
+			nng_aio_free(a->aio);
+		cr_log("error", "attempt_failed", "worker=%s error=\"out of resources\"", w->url);
+		return false;
+	}
+	inv->natt++;
+	inv->active++;
+	inv->refs++;
+	w->inflight++;
+	a->live = true;
+	a->t0 = gw_now_ms();
+	int64_t left = inv->deadline - a->t0;
+	nng_aio_set_msg(a->aio, msg);
+	/* a send waits only for a connection; do not let it eat the deadline */
+	nng_aio_set_timeout(a->aio, (nng_duration)(left < 2000 ? (left > 1 ? left : 1) : 2000));
+	nng_ctx_send(a->ctx, a->aio);
+	return true;
+}
+
+/* Under lock: abort attempts on an ejected worker (they would wait for
+ * their deadline otherwise). */
+void gw_invoke_worker_lost(gw_worker *w)
+{
+	for (gw_invocation *inv = live; inv; inv = inv->lnext)
+		for (int i = 0; i < inv->natt; i++)
+			if (inv->att[i].live && inv->att[i].w == w) {
+				if (!inv->att[i].outcome)
+					set_detail(&inv->att[i], "error", "worker ejected: stopped answering");
+				nng_aio_cancel(inv->att[i].aio);
+			}
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+typedef struct timer {
+	gw_invocation *inv;
+	nng_aio *aio;
+	bool hedge;
+	unsigned gen;
+} timer;
+
+static void timer_cb(void *arg)
+{
+	timer *t = arg;
+	gw_invocation *inv = t->inv;
+	int rv = nng_aio_result(t->aio);
+	gw_lock();
+	if (rv == 0 && !inv->finished) {
+		if (t->hedge && t->gen == inv->hgen && inv->active == 1 && !inv->hedged) {
+			gw_worker *w[1], *tried[MAX_ATTEMPTS];
+			for (int i = 0; i < inv->natt; i++)
+				tried[i] = inv->att[i].w;
+			if (gw_pool_pick(inv->rt, w, 1, tried, (size_t)inv->natt) == 1) {
+				inv->hedged = true;
+				gw_metric_inc(GW_M_HEDGES);
+				attempt_start(inv, w[0]);
+			}
+		} else if (!t->hedge && t->gen == inv->qgen && inv->queued) {
+			gw_runtime *rt = inv->rt;
+			gw_invocation **pp = &rt->qhead, *prev = NULL;
+			while (*pp && *pp != inv) {
+				prev = *pp;
+				pp = &(*pp)->qnext;
+			}
+			if (*pp) {
+				*pp = inv->qnext;
+				if (rt->qtail == inv)
+					rt->qtail = prev;
+				rt->nqueued--;
+			}
+			inv->queued = false;
+			inv->queued_ms += gw_now_ms() - inv->qstart;
+			gw_metric_inc(GW_M_REJECTED);
+			inv->res.retry_after = 1;
+			if (gw_now_ms() >= inv->deadline)
+				finish(inv, 504, "deadline", "waited %lld ms for a free slot until the deadline",
+				       (long long)inv->queued_ms);
+			else
+				finish(inv, 503, "overloaded",
+				       "every %s worker stayed busy for %lld ms; retry later", rt->name,
+				       (long long)inv->queued_ms);
+		}
+	}
+	unref(inv);
+	gw_unlock();
+	nng_aio_reap(t->aio);
+	free(t);
+	gw_invoke_flush();
+}
+
+static void arm(gw_invocation *inv, bool hedge, int64_t ms)
+{
+	timer *t = calloc(1, sizeof(*t));
+	if (!t || nng_aio_alloc(&t->aio, timer_cb, t) != 0) {
+		free(t);
+		return;
+	}
+	t->inv = inv;
+	t->hedge = hedge;
+	t->gen = hedge ? ++inv->hgen : ++inv->qgen;
+	inv->refs++;
+	nng_sleep_aio((nng_duration)(ms > 0 ? ms : 1), t->aio);
+}
+
+/* ---- the decision loop ------------------------------------------------- */
+
+static void enqueue(gw_invocation *inv)
+{
+	gw_runtime *rt = inv->rt;
+	if (rt->nqueued >= gw_cfg.queue) {
+		gw_metric_inc(GW_M_REJECTED);
+		inv->res.retry_after = 1;
+		finish(inv, 429, "queue_full",
+		       "every %s worker is busy and %d requests already wait; retry later", rt->name,
+		       rt->nqueued);
+		return;
+	}
+	if (inv->natt == 0)
+		gw_metric_inc(GW_M_QUEUED);
+	inv->queued = true;
+	inv->qstart = gw_now_ms();
+	inv->qnext = NULL;
+	if (rt->qtail)
+		rt->qtail->qnext = inv;
+	else
+		rt->qhead = inv;
+	rt->qtail = inv;
+	rt->nqueued++;
+	int64_t wait = gw_cfg.queue_ms, left = inv->deadline - gw_now_ms();
+	arm(inv, false, wait < left ? wait : left);
+}
+
+static void fail_all(gw_invocation *inv)
+{
+	char buf[400];
+	size_t off = 0;
+	buf[0] = 0;
+	for (int i = 0; i < inv->natt && off < sizeof(buf); i++)
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s: %s", i ? "; " : "",
+		                        inv->att[i].w->url, inv->att[i].detail);
+	inv->res.retry_after = 1;
+	finish(inv, 502, "upstream_failed", "no worker could run it after %d attempt%s: %s",
+	       inv->natt, inv->natt == 1 ? "" : "s", buf);
+}
+
+/* Under lock: start what should run now, or finish. */
+static void advance(gw_invocation *inv)
+{
+	if (inv->finished || inv->queued || inv->active > 0)
+		return;
+	if (gw_now_ms() >= inv->deadline) {
+		finish(inv, 504, "deadline", "deadline of %lld ms passed",
+		       (long long)(inv->deadline - inv->t0));
+		return;
+	}
+	bool first = inv->natt == 0;
+	if (!first && inv->retries >= gw_cfg.retries) {
+		fail_all(inv);
+		return;
+	}
+	if (gw_runtime_healthy(inv->rt) == 0) {
+		inv->res.retry_after = 1;
+		if (first)
+			finish(inv, 502, "no_worker", "no healthy %s %s worker is reachable right now",
+			       inv->rt->name, inv->rt->version);
+		else
+			fail_all(inv);
+		return;
+	}
+	gw_worker *w[2], *tried[MAX_ATTEMPTS];
+	for (int i = 0; i < inv->natt; i++)
+		tried[i] = inv->att[i].w;
+	int want = first && inv->hedge_ms < 0 ? inv->width : 1;
+	size_t got = gw_pool_pick(inv->rt, w, (size_t)want, tried, (size_t)inv->natt);
+	if (got == 0) {
+		enqueue(inv);
+		return;
+	}
+	if (!first) {
+		inv->retries++;
+		gw_metric_inc(GW_M_RETRIES);
+	}
+	for (size_t i = 0; i < got; i++)
+		attempt_start(inv, w[i]);
+	if (inv->active == 0) {
+		fail_all(inv);
+		return;
+	}
+	if (first && inv->hedge_ms >= 0 && inv->width > 1)
+		arm(inv, true, inv->hedge_ms);
+}
+
+void gw_invoke_pump(void)
+{
+	for (gw_runtime *rt = gw_pool_runtimes(); rt; rt = rt->next) {
+		while (rt->qhead) {
+			gw_worker *w;
+			bool none = gw_runtime_healthy(rt) == 0;
+			if (!none && gw_pool_pick(rt, &w, 1, NULL, 0) == 0)
+				break;
+			gw_invocation *inv = rt->qhead;
+			rt->qhead = inv->qnext;
+			if (!rt->qhead)
+				rt->qtail = NULL;
+			rt->nqueued--;
+			inv->queued = false;
+			inv->queued_ms += gw_now_ms() - inv->qstart;
+			inv->qgen++; /* disarm the queue timer */
+			advance(inv);
+		}
+	}
+}
+
+static int64_t stage_wall(const cr_limits *asked, const cr_limits *def)
+{
+	if (asked->wall_ms != CR_UNSET)
+		return asked->wall_ms;
+	if (def->wall_ms != CR_UNSET)
+		return def->wall_ms;
+	return 10000;
+}
+
+void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o, gw_done_fn done,
+               void *arg)
+{
+	gw_invocation *inv = calloc(1, sizeof(*inv));
+	if (!inv) {
+		gw_result r = { .status = 503, .code = "out_of_memory", .retry_after = 1 };
+		snprintf(r.message, sizeof(r.message), "the gateway is out of memory");
+		done(arg, &r);
+		return;
+	}
+	gw_lock();
+	inv->refs = 1;
+	inv->rt = rt;
+	inv->req = req;
+	inv->done = done;
+	inv->arg = arg;
+	inv->t0 = gw_now_ms();
+	snprintf(inv->base_id, sizeof(inv->base_id), "gw%llx-%x", ++seq, (unsigned)rand());
+	inv->width = o->race ? o->race : gw_cfg.race;
+	inv->hedge_ms = o->hedge_ms == -2 ? gw_cfg.hedge_ms : o->hedge_ms;
+	if (inv->width < 2)
+		inv->hedge_ms = -1;
+	if (inv->hedge_ms == 0) {
+		int64_t p95 = gw_runtime_p95(rt);
+		inv->hedge_ms = p95 > 0 ? (int)p95 : 1000;
+	}
+	inv->mode = inv->width < 2 ? "single" : inv->hedge_ms >= 0 ? "hedge" : "race";
+	int64_t wall = stage_wall(&req->limits, &rt->def_limits);
+	if (rt->compiled)
+		wall += stage_wall(&req->compile_limits, &rt->def_compile);
+	inv->deadline = inv->t0 + wall + gw_cfg.slack_ms;
+	inv->lnext = live;
+	if (live)
+		live->lprev = inv;
+	live = inv;
+	advance(inv);
+	gw_unlock();
+	gw_invoke_flush();
+}
