@@ -1,0 +1,332 @@
+"""The local stack (stack/corral-stack) under s6, end to end.
+
+One stack is started for the module in a private dir on non-default ports
+and uids, so it never meets a developer's `make run`. The tests call a
+worker of each runtime, SIGKILL workers and time how soon they serve again
+(the issue's bound: 50 ms), check the logs, refuse a second stack on the
+same dir, then stop it and check that no process is left. A second stack
+is stopped the way a terminal's Ctrl-C does it (SIGINT to the process
+group).
+
+Restart timing is taken two ways: a client polling `ping` on fresh
+connections (what a user sees), and s6's own record (s6-svstat's
+`updownsince`/`readysince`, TAI64N stamps taken by s6-supervise when it
+spawned the new worker and when the worker signalled readiness), which
+does not depend on how fast this Python polls on a loaded box. The 50 ms
+bound is asserted on readiness; the numbers are printed (run with -s).
+"""
+import os
+import pathlib
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import sp  # noqa: E402
+from conftest import BUILD, REPO  # noqa: E402
+from test_runtimes import Case, RUNTIMES  # noqa: E402
+
+STACK = REPO / "stack" / "corral-stack"
+UID_BASE = 64100   # conftest's workers use 62000..64000
+SLOTS = 2
+RESTART_BOUND_S = 0.050
+KILLS_PER_RUNTIME = 3
+
+
+def free_port_base():
+    """A base whose +1..+99 ports are all free right now."""
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 100)
+        try:
+            socks = []
+            for off in range(1, 100):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + off))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def tai64n_offset():
+    """Seconds to subtract from a TAI64N label's seconds to get Unix time
+    (10 + leap seconds with skalibs' default clock), measured with
+    s6-tai64n rather than assumed."""
+    t0 = time.time()
+    out = subprocess.run(["s6-tai64n"], input=b"x\n", capture_output=True, check=True).stdout
+    t1 = time.time()
+    secs = int(out[1:17], 16) - 2**62 + int(out[17:25], 16) / 1e9
+    return round(secs - (t0 + t1) / 2)
+
+
+class Stack:
+    def __init__(self, name):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="corral-stack-%s-" % name, dir="/tmp"))
+        os.chmod(self.dir, 0o711)  # slot uids reach their work dirs below it
+        self.scan = self.dir / "scan"
+        self.port_base = free_port_base()
+        self.env = dict(os.environ, CORRAL_STACK_DIR=str(self.dir),
+                        CORRAL_STACK_PORT_BASE=str(self.port_base),
+                        CORRAL_STACK_UID_BASE=str(UID_BASE),
+                        CORRAL_STACK_SLOTS=str(SLOTS),
+                        CORRAL_STACK_DRAIN_MS="2000")
+        self.out_path = self.dir / "stack.out"
+        self.out = open(self.out_path, "wb")
+        # Its own process group, as a shell's foreground job has.
+        self.proc = subprocess.Popen(["sh", str(STACK), "run", str(BUILD)], env=self.env,
+                                     stdout=self.out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.workers = {}  # service -> url
+        self.pids = set()  # every process s6 started: workers, loggers
+        self.wait_ready()
+
+    def output(self):
+        self.out.flush()
+        return self.out_path.read_text(errors="replace")
+
+    def services(self):
+        if not self.scan.is_dir():
+            return []
+        return sorted(p.name for p in self.scan.iterdir() if not p.name.startswith("."))
+
+    def svstat(self, service, fields="up,ready,pid,updownsince,readysince", must=True):
+        r = subprocess.run(["s6-svstat", "-o", fields, str(self.scan / service)],
+                           capture_output=True, text=True)
+        if r.returncode != 0 and not must:  # s6-supervise not started yet
+            return None
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, "stack exited: " + self.output()
+            m = re.findall(r"^  (\S+) \S+  (\S+)  (tcp://\S+)$", self.output(), re.M)
+            if m and self.services():
+                states = [self.svstat(s, "up,ready", must=False) for s in self.services()]
+                if all(st == ["true", "true"] for st in states):
+                    self.workers = {svc: url for _, svc, url in m}
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("stack not ready in %ds: %s" % (timeout, self.output()))
+        for s in self.services():
+            self.pids.add(int(self.svstat(s, "pid")[0]))
+            self.pids.add(int(subprocess.run(["s6-svstat", "-o", "pid", str(self.scan / s / "log")],
+                                             capture_output=True, text=True).stdout))
+
+    def leftovers(self):
+        """Processes of this stack still alive: any we saw, any whose
+        command line names the stack dir, any running as its slot uids."""
+        left = []
+        nworkers = max(len(self.workers), 1)
+        uids = range(UID_BASE, UID_BASE + 64 * nworkers)
+        for p in pathlib.Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                uid = int(re.search(r"^Uid:\s+(\d+)", (p / "status").read_text(), re.M).group(1))
+                state = re.search(r"^State:\s+(\S)", (p / "status").read_text(), re.M).group(1)
+            except (OSError, AttributeError):
+                continue
+            if state == "Z":
+                continue
+            if int(p.name) in self.pids or str(self.dir) in cmd or uid in uids:
+                left.append("%s (uid %d): %s" % (p.name, uid, cmd))
+        return left
+
+    def stop(self):
+        r = subprocess.run(["sh", str(STACK), "stop"], env=self.env, capture_output=True,
+                           text=True, timeout=60)
+        rc = self.proc.wait(60)
+        return r, rc
+
+    def cleanup(self):
+        """Safety net for a failed test: stop, then SIGKILL what we know."""
+        if self.proc.poll() is None:
+            try:
+                self.stop()
+            except Exception:
+                pass
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not (BUILD / "corral-processor").exists():
+        pytest.fail("corral-processor not built in %s" % BUILD)
+    s = Stack("t")
+    yield s
+    s.cleanup()
+
+
+def runtime_of(service):
+    return service.rsplit("-", 1)[0]
+
+
+def ping(url, timeout=1.0):
+    return sp.call(url, {"v": 1, "op": "ping"}, timeout)
+
+
+def test_every_installed_runtime_has_two_ready_workers(stack):
+    installed = {runtime_of(s) for s in stack.workers}
+    assert installed, stack.output()
+    for rt in installed:
+        assert {"%s-1" % rt, "%s-2" % rt} <= set(stack.workers), stack.workers
+    assert set(stack.services()) == set(stack.workers)
+    # distinct uid bases and ports, as generated
+    runs = [(stack.scan / s / "run").read_text() for s in stack.services()]
+    uid_bases = [re.search(r"'--uid-base' '(\d+)'", r).group(1) for r in runs]
+    assert len(set(uid_bases)) == len(runs)
+    assert len(set(stack.workers.values())) == len(runs)
+
+
+def test_each_worker_runs_its_hello_case(stack):
+    for svc, url in sorted(stack.workers.items()):
+        rt = runtime_of(svc)
+        case = Case(rt, RUNTIMES / rt / "tests" / "hello")
+        reply = sp.call(url, case.request(), 60)
+        assert reply["ok"] is True, (svc, reply)
+        assert reply["worker"].startswith(svc + "/"), reply["worker"]
+        assert reply["run"]["stdout"] == case.spec["expect"]["run"]["stdout"].encode(), (svc, reply)
+
+
+def test_logs_hold_the_workers_structured_lines(stack):
+    for svc in stack.services():
+        current = stack.dir / "log" / svc / "current"
+        text = current.read_text()
+        assert re.search(r"level=info prog=corral-processor msg=ready .*runtime=%s" %
+                         runtime_of(svc), text), (svc, text)
+
+
+def test_second_stack_on_same_dir_is_refused(stack):
+    r = subprocess.run(["sh", str(STACK), "run", str(BUILD)], env=stack.env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "already runs" in r.stderr
+    for url in stack.workers.values():
+        assert ping(url)["ok"] is True
+
+
+def kill_and_time(stack, svc, offset):
+    """SIGKILL the worker of svc once; returns (kill->up, up->ready,
+    kill->ready, kill->first ping answer) in seconds."""
+    url = stack.workers[svc]
+    while True:  # s6-supervise spaces two starts of ./run by >= 1 s
+        up, ready, pid, since, _ = stack.svstat(svc)
+        age = time.time() - (int(since[1:17], 16) - 2**62 - offset + int(since[17:25], 16) / 1e9)
+        if up == "true" and ready == "true" and age > 1.1:
+            break
+        time.sleep(0.05)
+    assert ping(url)["ok"] is True
+    t_kill = time.time()
+    os.kill(int(pid), signal.SIGKILL)
+    answered = None
+    deadline = t_kill + 10
+    while time.time() < deadline:
+        try:
+            if ping(url, 0.5)["ok"] is True:
+                answered = time.time()
+                break
+        except (OSError, sp.SPError):
+            pass
+    assert answered, "%s did not answer within 10 s of SIGKILL" % svc
+    up, ready, newpid, since, rsince = stack.svstat(svc)
+    assert newpid != pid and up == "true" and ready == "true", (pid, newpid, up, ready)
+    stack.pids.add(int(newpid))
+
+    def unix(label):
+        return int(label[1:17], 16) - 2**62 - offset + int(label[17:25], 16) / 1e9
+    t_up, t_ready = unix(since), unix(rsince)
+    return t_up - t_kill, t_ready - t_up, t_ready - t_kill, answered - t_kill
+
+
+def test_sigkilled_worker_serves_again_within_50ms(stack):
+    offset = tai64n_offset()
+    rows, worst = [], 0.0
+    for rt in sorted({runtime_of(s) for s in stack.workers}):
+        svc = "%s-1" % rt
+        times = [kill_and_time(stack, svc, offset) for _ in range(KILLS_PER_RUNTIME)]
+        for t in times:
+            rows.append("%-9s kill->up %5.1f ms  up->ready %5.1f ms  kill->ready %5.1f ms  "
+                        "kill->ping answered %5.1f ms" % ((svc,) + tuple(x * 1000 for x in t)))
+        worst = max([worst] + [t[2] for t in times])
+    print("\nrestart after SIGKILL (s6-svstat stamps; ping polled by this test):\n" +
+          "\n".join(rows))
+    assert worst <= RESTART_BOUND_S, "a worker took %.1f ms from SIGKILL to ready:\n%s" % (
+        worst * 1000, "\n".join(rows))
+    # Every worker serves after all that.
+    for url in stack.workers.values():
+        assert ping(url)["ok"] is True
+
+
+def test_stop_leaves_no_process(stack):
+    r, rc = stack.stop()
+    assert r.returncode == 0, r.stderr
+    assert rc == 0, stack.output()
+    assert "stopped" in stack.output()
+    time.sleep(0.2)  # the last zombies get reaped by init
+    assert stack.leftovers() == []
+    for svc in stack.services():
+        assert "msg=stopped" in (stack.dir / "log" / svc / "current").read_text(), svc
+    # and a second stop says there is nothing to stop
+    again = subprocess.run(["sh", str(STACK), "stop"], env=stack.env, capture_output=True,
+                           text=True, timeout=30)
+    assert again.returncode == 0 and "no stack runs" in again.stdout
+
+
+def test_ctrl_c_stops_everything():
+    if not (BUILD / "corral-processor").exists():
+        pytest.fail("corral-processor not built in %s" % BUILD)
+    s = Stack("int")
+    try:
+        url = next(iter(s.workers.values()))
+        assert ping(url)["ok"] is True
+        # A terminal's Ctrl-C: SIGINT to the whole foreground process group.
+        os.killpg(s.proc.pid, signal.SIGINT)
+        assert s.proc.wait(60) == 0, s.output()
+        assert "stopping" in s.output() and "stopped" in s.output()
+        time.sleep(0.2)
+        assert s.leftovers() == []
+    finally:
+        s.cleanup()
+
+
+def test_bad_settings_are_refused_clearly(tmp_path):
+    env = dict(os.environ, CORRAL_STACK_DIR=str(tmp_path / "st"))
+    cases = [({"CORRAL_STACK_SLOTS": "0"}, "CORRAL_STACK_SLOTS"),
+             ({"CORRAL_STACK_SLOTS": "x"}, "not a number"),
+             ({"CORRAL_STACK_PORT_BASE": "65500"}, "too high")]
+    for extra, msg in cases:
+        r = subprocess.run(["sh", str(STACK), "run", str(BUILD)], env=dict(env, **extra),
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and msg in r.stderr, (extra, r.stderr)
+    r = subprocess.run(["sh", str(STACK), "run", str(tmp_path / "nope")], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "no build dir" in r.stderr
+    r = subprocess.run(["sh", str(STACK), "frobnicate"], env=env, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "usage" in r.stderr
