@@ -7,6 +7,7 @@
 #   processor/ -> corral-processor
 #   cli/       -> corral        (direct client for maintainers and tests)
 #   gateway/   -> corral-gateway
+#   bench/     -> corral-bench  (load generator; bench/bench.py drives it)
 #   tests/unit/test_*.c -> one binary each
 #
 # `make SAN=1` builds the same into build-san/ with ASan + UBSan.
@@ -35,13 +36,14 @@ proxy_src     := $(wildcard proxy/*.c)
 processor_src := $(wildcard processor/*.c)
 cli_src       := $(wildcard cli/*.c)
 gateway_src   := $(wildcard gateway/*.c)
+bench_src     := $(wildcard bench/*.c)
 unit_src      := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBCORRAL := $(BUILD)/libcorral.a
 LIBPROXY  := $(BUILD)/libproxy.a
-BINS := $(BUILD)/corral-processor $(BUILD)/corral
+BINS := $(BUILD)/corral-processor $(BUILD)/corral $(BUILD)/corral-bench
 ifneq ($(gateway_src),)
 BINS += $(BUILD)/corral-gateway
 endif
@@ -64,6 +66,8 @@ $(LIBPROXY): $(call obj,$(proxy_src))
 $(BUILD)/corral-processor: $(call obj,$(processor_src)) $(LIBPROXY) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/corral: $(call obj,$(cli_src)) $(LIBCORRAL)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/corral-bench: $(call obj,$(bench_src)) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/corral-gateway: $(call obj,$(gateway_src)) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -91,6 +95,10 @@ run: deps all
 
 stop:
 	@sh stack/corral-stack stop
+
+# Benchmarks print figures; they assert nothing (see bench/bench.py).
+bench: deps all
+	$(PY) bench/bench.py --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-san
