@@ -49,7 +49,7 @@ BINS += $(BUILD)/corral-gateway
 endif
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(unit_src))
 
-.PHONY: all deps test test-unit test-system test-san check run stop clean bench images test-images
+.PHONY: all deps test test-unit test-system test-san check run stop clean bench fuzz images test-images
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -95,6 +95,14 @@ run: deps all
 
 stop:
 	@sh stack/corral-stack stop
+
+# Coverage-guided fuzzing of the request decoder (clang's libFuzzer).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@mkdir -p $(BUILD)/fuzz-corpus
+	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
+	  -o $(BUILD)/fuzz_wire tests/fuzz/fuzz_wire.c $(common_src) -lmsgpackc -ljansson
+	$(BUILD)/fuzz_wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz-corpus tests/fuzz/seeds
 
 # Benchmarks print figures; they assert nothing (see bench/bench.py).
 bench: deps all
