@@ -53,6 +53,7 @@ struct call {
 	bool close;   /* answer with Connection: close (body left unread) */
 	bool piston;
 	bool counted; /* in the in-flight gauge */
+	bool continuing; /* writing "100 Continue" before reading the body */
 	gw_run run;
 	const char *runtime;
 	char path[128];
@@ -213,12 +214,16 @@ static json_t *parse_body(call *c)
 		return NULL;
 	}
 	json_error_t e;
-	json_t *j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES, &e);
+	json_t *j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
 	if (j)
 		return j;
 	const char *ct = nng_http_req_get_header(c->req, "Content-Type");
 	char msg[400];
-	if (!c->piston && !is_json_type(ct)) {
+	size_t ws = 0;
+	while (ws < c->body_len && strchr(" \t\r\n", c->body[ws]))
+		ws++;
+	bool looks_json = ws < c->body_len && (c->body[ws] == '{' || c->body[ws] == '[');
+	if (!c->piston && !is_json_type(ct) && !looks_json) {
 		snprintf(msg, sizeof(msg), "the body is not JSON (Content-Type: %.100s); send application/json", ct);
 		respond_error(c, 415, "unsupported_media_type", msg, 0);
 	} else {
@@ -404,10 +409,25 @@ static bool authorized(call *c)
 	return ok;
 }
 
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void start_read(call *c)
+{
+	nng_iov iov = { .iov_buf = c->body, .iov_len = c->body_len };
+	nng_aio_set_iov(c->rx, 1, &iov);
+	nng_aio_set_timeout(c->rx, gw_cfg.body_timeout_ms);
+	nng_http_conn_read_all(c->conn, c->rx);
+}
+
 static void body_done(void *arg)
 {
 	call *c = arg;
 	int rv = nng_aio_result(c->rx);
+	if (rv == 0 && c->continuing) { /* "100 Continue" is out: now the body */
+		c->continuing = false;
+		start_read(c);
+		return;
+	}
 	if (rv != 0) {
 		c->close = true;
 		if (rv == NNG_ETIMEDOUT) {
@@ -425,20 +445,26 @@ static void body_done(void *arg)
 	c->route->fn(c);
 }
 
+/* Reads the body; a client that sent "Expect: 100-continue" (curl does
+ * for large bodies) first gets its go-ahead, else it waits a second. */
 static void read_body(call *c, size_t len)
 {
-	nng_iov iov;
 	if (!(c->body = malloc(len + 1)) || nng_aio_alloc(&c->rx, body_done, c) != 0) {
 		c->close = true;
 		respond_error(c, 503, "out_of_memory", "the gateway is out of memory", 1);
 		return;
 	}
 	c->body_len = len;
-	iov.iov_buf = c->body;
-	iov.iov_len = len;
-	nng_aio_set_iov(c->rx, 1, &iov);
-	nng_aio_set_timeout(c->rx, gw_cfg.body_timeout_ms);
-	nng_http_conn_read_all(c->conn, c->rx);
+	const char *expect = nng_http_req_get_header(c->req, "Expect");
+	if (expect && !strcasecmp(expect, "100-continue")) {
+		nng_iov iov = { .iov_buf = (void *)continue_line, .iov_len = sizeof(continue_line) - 1 };
+		c->continuing = true;
+		nng_aio_set_iov(c->rx, 1, &iov);
+		nng_aio_set_timeout(c->rx, gw_cfg.body_timeout_ms);
+		nng_http_conn_write_all(c->conn, c->rx);
+		return;
+	}
+	start_read(c);
 }
 
 /* Content-Length and friends; answers the request itself on error. */

@@ -21,7 +21,7 @@
 
 #include "gw.h"
 
-static int fail(char *err, size_t errlen, const char *msg, const char *field)
+static int piston_fail(char *err, size_t errlen, const char *msg, const char *field)
 {
 	snprintf(err, errlen, msg, field);
 	return -1;
@@ -34,7 +34,7 @@ static int limit(json_t *body, const char *field, int64_t *out, char *err, size_
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_integer(v) || json_integer_value(v) < -1)
-		return fail(err, errlen, "%s must be an integer (-1 for the default)", field);
+		return piston_fail(err, errlen, "%s must be an integer (-1 for the default)", field);
 	if (json_integer_value(v) >= 0)
 		*out = json_integer_value(v);
 	return 0;
@@ -48,19 +48,19 @@ int gw_piston_from_json(json_t *body, gw_run *r, char *err, size_t errlen)
 	r->opts.hedge_ms = -2;
 	r->body = json_incref(body);
 	if (!json_is_object(body))
-		return fail(err, errlen, "the body must be a JSON object%s", "");
+		return piston_fail(err, errlen, "the body must be a JSON object%s", "");
 	json_t *lang = json_object_get(body, "language"), *ver = json_object_get(body, "version");
 	if (!json_is_string(lang) || json_string_length(lang) == 0)
-		return fail(err, errlen, "%s is required as a string", "language");
+		return piston_fail(err, errlen, "%s is required as a string", "language");
 	r->runtime = (char *)json_string_value(lang);
 	if (ver && !json_is_null(ver)) {
 		if (!json_is_string(ver))
-			return fail(err, errlen, "%s must be a string", "version");
+			return piston_fail(err, errlen, "%s must be a string", "version");
 		r->version = (char *)json_string_value(ver);
 	}
 	json_t *files = json_object_get(body, "files");
 	if (!files)
-		return fail(err, errlen, "%s is required", "files");
+		return piston_fail(err, errlen, "%s is required", "files");
 	if (gw_parse_files(r, files, err, errlen) < 0)
 		return -1;
 	json_t *v;
@@ -107,7 +107,7 @@ static json_t *output(const msgpack_object *s)
 	return j;
 }
 
-static json_t *int_or_null(const msgpack_object *o)
+static json_t *piston_int(const msgpack_object *o)
 {
 	int64_t v;
 	return o && cr_obj_int(o, &v) ? json_integer(v) : json_null();
@@ -165,14 +165,14 @@ static json_t *stage(const msgpack_object *s)
 	json_object_set_new(st, "stdout", text(cr_obj_get(s, "stdout")));
 	json_object_set_new(st, "stderr", text(cr_obj_get(s, "stderr")));
 	json_object_set_new(st, "output", output(s));
-	json_object_set_new(st, "code", int_or_null(cr_obj_get(s, "exit_code")));
+	json_object_set_new(st, "code", piston_int(cr_obj_get(s, "exit_code")));
 	json_object_set_new(st, "signal", cr_obj_bytes(cr_obj_get(s, "signal"), &sig, &sn)
 	                                      ? json_stringn(sig, sn)
 	                                      : json_null());
 	status_of(s, st);
-	json_object_set_new(st, "cpu_time", int_or_null(cr_obj_get(s, "cpu_ms")));
-	json_object_set_new(st, "wall_time", int_or_null(cr_obj_get(s, "wall_ms")));
-	json_object_set_new(st, "memory", int_or_null(cr_obj_get(s, "memory_bytes")));
+	json_object_set_new(st, "cpu_time", piston_int(cr_obj_get(s, "cpu_ms")));
+	json_object_set_new(st, "wall_time", piston_int(cr_obj_get(s, "wall_ms")));
+	json_object_set_new(st, "memory", piston_int(cr_obj_get(s, "memory_bytes")));
 	return st;
 }
 
