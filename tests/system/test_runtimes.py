@@ -2,10 +2,14 @@
 
 A runtime's cases are data, not code (docs/runtimes.md, "Test cases"):
 
-    runtimes/<lang>/tests/<case>/
+    tests/runtimes/<lang>/<case>/
         files/...     the program, sent with these relative paths
         stdin         optional: bytes given on stdin
         case.json     what to send (entry, args, env, limits) and `expect`
+
+(They live outside runtimes/<lang>/ on purpose: a worker copies its whole
+runtime dir at every start, and the cases made that copy, and so every
+restart, several times slower.)
 
 so a language maintainer adds a case by adding a folder, and this one
 generic module runs it on a worker of that runtime. A runtime whose
@@ -23,6 +27,7 @@ import subprocess
 import pytest
 
 RUNTIMES = pathlib.Path(__file__).resolve().parents[2] / "runtimes"
+CASES = pathlib.Path(__file__).resolve().parents[1] / "runtimes"
 
 CONF_KEYS = {"name", "aliases", "version"}
 CASE_KEYS = {"about", "entry", "args", "stdin", "env", "limits",
@@ -99,7 +104,7 @@ def require_installed(rt):
 # ---- test cases ------------------------------------------------------------
 
 class Case:
-    """One folder of runtimes/<rt>/tests/, loaded and validated."""
+    """One folder of tests/runtimes/<rt>/, loaded and validated."""
 
     def __init__(self, rt, path):
         self.rt, self.path, self.name = rt, pathlib.Path(path), pathlib.Path(path).name
@@ -138,7 +143,7 @@ class Case:
 
     @property
     def where(self):
-        return "runtimes/%s/tests/%s" % (self.rt, self.name)
+        return "tests/runtimes/%s/%s" % (self.rt, self.name)
 
     def _load_files(self):
         root = self.path / "files"
@@ -168,7 +173,7 @@ def all_cases():
     """(runtime, case folder) for every case folder of every runtime."""
     out = []
     for rt in runtime_names():
-        tests = RUNTIMES / rt / "tests"
+        tests = CASES / rt
         if tests.is_dir():
             out += [(rt, p) for p in sorted(tests.iterdir()) if p.is_dir()]
     return out
@@ -230,10 +235,11 @@ def test_runtime_files(rt):
             continue
         assert os.access(p, os.X_OK), "%s is not executable" % p
         assert p.read_bytes().startswith(b"#!"), "%s has no #! line" % p
-    cases = {p.name for p in (d / "tests").iterdir() if p.is_dir()}
+    assert not (d / "tests").exists(), "test cases belong in tests/runtimes/%s" % rt
+    cases = {p.name for p in (CASES / rt).iterdir() if p.is_dir()} if (CASES / rt).is_dir() else set()
     missing = REQUIRED_CASES - cases
-    assert not missing, "runtimes/%s/tests lacks cases %s" % (rt, sorted(missing))
-    for p in sorted((d / "tests").iterdir()):
+    assert not missing, "tests/runtimes/%s lacks cases %s" % (rt, sorted(missing))
+    for p in sorted((CASES / rt).iterdir()):
         Case(rt, p)  # raises on a malformed case
 
 
