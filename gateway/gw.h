@@ -143,6 +143,7 @@ struct gw_worker {
 	bool probing; /* a ping/info in flight */
 	bool connected;
 	int64_t last_ok_ms;
+	uint64_t last_pick; /* gw_pool_pick's round robin */
 	uint64_t served, failures;
 	gw_worker *next;
 };

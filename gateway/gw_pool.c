@@ -48,7 +48,7 @@ static gw_worker *workers;
 static gw_runtime *runtimes;
 static pthread_t ticker, resolver;
 static bool have_resolver;
-static unsigned rotate; /* spreads ties between equally busy workers */
+static uint64_t pick_seq; /* orders picks, for round robin among ties */
 
 void gw_lock(void) { pthread_mutex_lock(&mtx); }
 void gw_unlock(void) { pthread_mutex_unlock(&mtx); }
@@ -257,29 +257,26 @@ static bool usable(const gw_worker *w, const gw_runtime *rt)
 	return w->rt == rt && w->healthy && !w->removed && w->inflight < w->slots;
 }
 
+/* Least busy first; among equally busy ones, the least recently picked,
+ * so that ties take turns whatever else picks in between. */
 size_t gw_pool_pick(gw_runtime *rt, gw_worker **out, size_t n, gw_worker *const *avoid,
                     size_t navoid)
 {
 	size_t got = 0;
-	rotate++;
 	for (int pass = 0; pass < 2 && got < n; pass++) {
 		while (got < n) {
 			gw_worker *best = NULL;
-			unsigned best_rank = 0;
-			unsigned idx = 0;
-			for (gw_worker *w = workers; w; w = w->next, idx++) {
+			for (gw_worker *w = workers; w; w = w->next) {
 				if (!usable(w, rt) || in_list(w, out, got) ||
 				    (pass == 0 && in_list(w, avoid, navoid)))
 					continue;
-				unsigned rank = (idx + rotate) % 1024;
 				if (!best || load_of(w) < load_of(best) ||
-				    (load_of(w) == load_of(best) && rank < best_rank)) {
+				    (load_of(w) == load_of(best) && w->last_pick < best->last_pick))
 					best = w;
-					best_rank = rank;
-				}
 			}
 			if (!best)
 				break;
+			best->last_pick = ++pick_seq;
 			out[got++] = best;
 		}
 	}
@@ -504,6 +501,11 @@ static void *ticker_main(void *arg)
 		for (gw_worker *w = workers; w; w = w->next)
 			if (!w->removed && !w->probing)
 				probe_start(w);
+		/* a worker that came back, or none left: queued work may move */
+		gw_invoke_pump();
+		gw_unlock();
+		gw_invoke_flush();
+		gw_lock();
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)gw_cfg.ping_ms * 1000000L;

@@ -7,16 +7,19 @@ slow_runtime() makes a copy of a runtime dir whose runtime.sh records its
 PIDs and sleeps before running the program, so one worker can be made slow
 without any test hook in the product.
 """
+import contextlib
 import http.client
 import json
 import os
 import pathlib
+import random
 import select
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import conftest
@@ -149,34 +152,58 @@ def worker_on_port(runtime, port, **kw):
 
 
 class SlowRuntime:
-    """A copy of runtimes/<base> whose runtime.sh appends its shell PID and
-    its sleeper's PID to a file, sleeps `delay` seconds, then runs the
-    program as the original does."""
+    """A copy of runtimes/<base> whose runtime.sh sleeps `delay` seconds
+    before running the original script. The sandbox gives each stage its
+    own pid namespace and /tmp, so the slow processes are found from the
+    host by a marker in their command lines (the sleep's unique duration);
+    watch() collects them while a request runs."""
 
-    def __init__(self, base="python", delay=30):
+    def __init__(self, base="python", delay=20):
         self.root = tempfile.mkdtemp(prefix="corral-slow-", dir="/tmp")
         os.chmod(self.root, 0o755)
         self.dir = os.path.join(self.root, base)
         shutil.copytree(RUNTIMES / base, self.dir)
-        self.piddir = os.path.join(self.root, "pids")
-        os.mkdir(self.piddir)
-        os.chmod(self.piddir, 0o777)  # slot uids write here
-        self.pidfile = os.path.join(self.piddir, "pids")
-        orig = pathlib.Path(self.dir, "runtime.sh").read_text()
-        body = orig.split("\n", 1)[1]
-        pathlib.Path(self.dir, "runtime.sh").write_text(
-            "#!/bin/sh\n"
-            "echo $$ >> %s\n"
-            "sleep %s &\n"
-            "echo $! >> %s\n"
-            "wait\n" % (self.pidfile, delay, self.pidfile) + body)
+        self.marker = "%d.%06d" % (delay, random.randrange(10 ** 6))
+        os.rename(os.path.join(self.dir, "runtime.sh"), os.path.join(self.dir, "runtime-orig.sh"))
+        p = pathlib.Path(self.dir, "runtime.sh")
+        p.write_text("#!/bin/sh\n"
+                     "# slowed copy for the gateway's race tests\n"
+                     "exec /bin/sh -c 'sleep %s && exec \"$0\" \"$@\"' "
+                     "\"$(dirname \"$0\")/runtime-orig.sh\" \"$@\"\n" % self.marker)
+        p.chmod(0o755)
+        self.seen = set()
 
     def pids(self):
+        """Host PIDs of processes running the slow runtime right now."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if self.marker.encode() in f.read():
+                        out.append(int(d))
+            except OSError:
+                pass
+        return out
+
+    @contextlib.contextmanager
+    def watch(self):
+        """Collects into self.seen the slow PIDs that appear meanwhile."""
+        stop = threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                self.seen.update(p for p in self.pids() if pid_alive(p))
+                time.sleep(0.01)
+
+        t = threading.Thread(target=poll)
+        t.start()
         try:
-            with open(self.pidfile) as f:
-                return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            return []
+            yield self
+        finally:
+            stop.set()
+            t.join()
 
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)
