@@ -90,6 +90,7 @@ typedef struct px_plan {
 	int nrlimits;
 	bool uid_kill;    /* root and uid >= 0: kill all of uid at the end */
 	const px_cgroup *cg; /* may be NULL */
+	const struct px_sandbox *sb; /* seccomp, namespaces; may be NULL */
 } px_plan;
 
 /* What the keeper tells the parent when it is done. */
@@ -121,6 +122,8 @@ typedef struct px_world {
 	bool root;       /* euid 0 */
 	bool uid_drop;   /* stages run as uid_base + slot */
 	bool made_work_root;
+	int64_t tmp_bytes;     /* private /tmp of a stage (namespaces) */
+	int64_t workdir_bytes; /* per-slot tmpfs for work dirs (root) */
 	int nslots;
 	px_slot *slots;
 } px_world;
@@ -134,6 +137,8 @@ struct px_slot {
 	bool cancel;       /* px_cancel asked to stop */
 	int wake_fd;       /* eventfd: wakes the stage loop on cancel */
 	unsigned long seq; /* invocations run, for unique names */
+	char dir[PX_PATH]; /* where its work dirs go: a tmpfs of its own as root */
+	bool dir_mounted;
 };
 
 bool px_slot_cancelled(px_slot *s);

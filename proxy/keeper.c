@@ -28,6 +28,7 @@
  * close-on-exec pipe, so the keeper can tell "could not start" from "ran".
  */
 #include "internal.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -297,6 +298,10 @@ static void kill_tree(keeper *k)
 {
 	const px_plan *p = k->p;
 	const px_cgroup *cg = p->cg;
+	if (p->sb && p->sb->namespaces) {
+		px_sandbox_kill_all(); /* we are PID 1 of the stage's pid namespace */
+		return;
+	}
 	if (cg && cg->unified[0]) {
 		char path[PX_PATH + 32];
 		if (join2(path, sizeof path, cg->unified, "/cgroup.kill"))
@@ -322,6 +327,8 @@ static void reap_all(keeper *k)
 				each_listed(cg->pids, kill_one, NULL);
 			if (cg && cg->mem[0])
 				each_listed(cg->mem, kill_one, NULL);
+			if (k->p->sb && k->p->sb->namespaces)
+				px_sandbox_kill_all();
 		}
 		if (now_ms() - k->started > 5000) {
 			k->r.leftovers = 1;
@@ -366,6 +373,8 @@ static void stage_main(const px_plan *p, int failfd)
 	px_close_except(keep, 4);
 	if (chdir(p->workdir) < 0)
 		stage_fail(failfd, STEP_CHDIR);
+	if (p->sb && px_sandbox_drop_bounding(p->sb) < 0)
+		stage_fail(failfd, STEP_SANDBOX);
 	if (p->uid >= 0) {
 		gid_t g = (gid_t)p->gid;
 		if (syscall(SYS_setgroups, 1, &g) < 0)
@@ -378,6 +387,8 @@ static void stage_main(const px_plan *p, int failfd)
 	/* after the uid change: a credential change clears pdeathsig */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		stage_fail(failfd, STEP_PRCTL);
+	if (p->sb && px_sandbox_lock(p->sb) < 0)
+		stage_fail(failfd, STEP_SANDBOX);
 	execve(p->exe, p->argv, p->envp);
 	stage_fail(failfd, STEP_EXEC);
 }
@@ -417,14 +428,21 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	sigaddset(&want, SIGINT);
 	int sfd = signalfd(-1, &want, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || prctl(PR_SET_PDEATHSIG, SIGHUP) < 0 ||
-	    prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 || getppid() != parent)
-		_exit(3);
+	    prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 ||
+	    (!(p->sb && p->sb->namespaces) && getppid() != parent))
+		_exit(3); /* (in a new pid namespace our parent is not visible) */
 	int keepfds[16] = { p->ctl_fd, p->report_fd, p->stdin_fd, p->stdout_fd,
 	                    p->stderr_fd, sfd };
 	int nkeep = 6;
 	for (int i = 0; p->cg && i < p->cg->njoin; i++)
 		keepfds[nkeep++] = p->cg->join_fd[i];
 	px_close_except(keepfds, nkeep);
+	if (p->sb && px_sandbox_keeper(p->sb, p) < 0) {
+		k.r.setup_step = STEP_SANDBOX;
+		k.r.setup_errno = errno;
+		ssize_t n = write(p->report_fd, &k.r, sizeof k.r);
+		_exit(n == sizeof k.r ? 0 : 6);
+	}
 	int failp[2];
 	if (pipe2(failp, O_CLOEXEC) < 0)
 		_exit(5);
@@ -460,7 +478,7 @@ static void keeper_main(const px_plan *p, pid_t parent)
 pid_t px_keeper_start(const px_plan *plan)
 {
 	pid_t parent = getpid();
-	pid_t pid = fork();
+	pid_t pid = plan->sb ? px_sandbox_clone(plan->sb) : fork();
 	if (pid == 0)
 		keeper_main(plan, parent);
 	return pid;

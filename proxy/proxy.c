@@ -28,7 +28,9 @@
  */
 #include "internal.h"
 
+#include "conf.h"
 #include "log.h"
+#include "sandbox.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -162,6 +165,8 @@ static void sweep_work_root(void)
 			continue;
 		char p[PX_PATH + 256], err[256];
 		snprintf(p, sizeof p, "%s/%s", px_w.work_root, e->d_name);
+		if (px_w.root)
+			umount2(p, MNT_DETACH); /* a slot's tmpfs */
 		px_rmtree(p, err, sizeof err);
 	}
 	closedir(d);
@@ -195,6 +200,29 @@ static int make_work_root(const px_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* The slot's folder for work dirs: a tmpfs of its own when we are root,
+ * so that filling it hurts no one else and needs no cleanup of the disk. */
+static int slot_dir(px_slot *s, char *err, size_t errlen)
+{
+	if ((size_t)snprintf(s->dir, sizeof s->dir, "%s/%d.slot%d", px_w.work_root,
+	                     (int)getpid(), s->index) >= sizeof s->dir ||
+	    (mkdir(s->dir, 0711) < 0 && errno != EEXIST)) {
+		snprintf(err, errlen, "cannot create %s: %s", s->dir, strerror(errno));
+		return -1;
+	}
+	if (px_w.root && px_w.workdir_bytes > 0) {
+		char opts[64];
+		snprintf(opts, sizeof opts, "mode=0711,size=%lld", (long long)px_w.workdir_bytes);
+		if (mount("tmpfs", s->dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+			snprintf(err, errlen, "cannot mount the work tmpfs on %s: %s", s->dir,
+			         strerror(errno));
+			return -1;
+		}
+		s->dir_mounted = true;
+	}
+	return 0;
+}
+
 static int make_slots(int n, char *err, size_t errlen)
 {
 	px_w.slots = calloc((size_t)n, sizeof *px_w.slots);
@@ -212,8 +240,37 @@ static int make_slots(int n, char *err, size_t errlen)
 			px_w.nslots = i;
 			return -1;
 		}
+		if (slot_dir(s, err, errlen) < 0) {
+			close(s->wake_fd);
+			px_w.nslots = i;
+			return -1;
+		}
 	}
 	px_w.nslots = n;
+	return 0;
+}
+
+/* The level asked for (-1: the best) and the minimum, from cfg or env. */
+static int parse_levels(const px_config *cfg, int *want, int *min, char *err, size_t errlen)
+{
+	const char *w = cfg->isolation ? cfg->isolation : getenv("CORRAL_ISOLATION");
+	const char *m = cfg->min_isolation ? cfg->min_isolation : getenv("CORRAL_MIN_ISOLATION");
+	*want = -1;
+	*min = PX_LEVEL_NONE;
+	if (w && *w && strcmp(w, "auto") && (*want = px_level_parse(w)) < 0) {
+		snprintf(err, errlen, "unknown isolation level '%s' (auto, none, seccomp, "
+		                      "namespaces, full)", w);
+		return -1;
+	}
+	if (m && *m && (*min = px_level_parse(m)) < 0) {
+		snprintf(err, errlen, "unknown minimum isolation level '%s' (none, seccomp, "
+		                      "namespaces, full)", m);
+		return -1;
+	}
+	if (*want >= 0 && *want < *min) {
+		snprintf(err, errlen, "isolation level %s is below the required minimum %s", w, m);
+		return -1;
+	}
 	return 0;
 }
 
@@ -241,26 +298,52 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		return -1;
 	px_w.cfg.runtime_dir = px_w.runtime_dir;
 	px_w.cfg.work_root = px_w.work_root;
+	px_w.tmp_bytes = cfg->tmp_bytes > 0 ? cfg->tmp_bytes : 64 << 20;
+	px_w.workdir_bytes = cfg->workdir_bytes;
+	const char *wb = getenv("CORRAL_WORKDIR_BYTES");
+	if (!px_w.workdir_bytes && wb && *wb && cr_parse_size(wb, &px_w.workdir_bytes) < 0) {
+		snprintf(err, errlen, "bad CORRAL_WORKDIR_BYTES '%s'", wb);
+		return -1;
+	}
+	int want, min;
+	if (parse_levels(cfg, &want, &min, err, errlen) < 0)
+		return -1;
 	if (make_slots(cfg->nslots, err, errlen) < 0) {
 		px_fini();
 		return -1;
 	}
-	char *iso = px_w.isolation;
-	snprintf(iso, sizeof px_w.isolation, "%s+rlimit+",
-	         px_w.uid_drop ? "uid" : "no-uid-drop");
-	px_cg_init(iso, sizeof px_w.isolation);
-	if (!px_cg_has_memory()) {
-		size_t o = strlen(iso);
-		snprintf(iso + o, sizeof px_w.isolation - o, " (memory: RLIMIT_DATA only)");
+	char mech[200] = "";
+	snprintf(mech, sizeof mech, "%s+rlimit+", px_w.uid_drop ? "uid" : "no-uid-drop");
+	px_cg_init(mech, sizeof mech);
+	if (!px_cg_has_memory())
+		strncat(mech, "(memory: RLIMIT_DATA only)", sizeof mech - strlen(mech) - 1);
+	if (px_sandbox_init(want, err, errlen) < 0) {
+		px_fini();
+		return -1;
+	}
+	px_sandbox_describe(mech, sizeof mech);
+	int level = px_sandbox_level();
+	snprintf(px_w.isolation, sizeof px_w.isolation, "%s: %s", px_level_name(level), mech);
+	if (level < min) {
+		snprintf(err, errlen, "isolation level %s is below the required minimum %s (%s)",
+		         px_level_name(level), px_level_name(min), px_w.isolation);
+		px_fini();
+		return -1;
 	}
 	return 0;
 }
 
 void px_fini(void)
 {
+	px_sandbox_fini();
 	for (int i = 0; i < px_w.nslots; i++) {
-		close(px_w.slots[i].wake_fd);
-		pthread_mutex_destroy(&px_w.slots[i].mu);
+		px_slot *s = &px_w.slots[i];
+		close(s->wake_fd);
+		pthread_mutex_destroy(&s->mu);
+		if (s->dir_mounted)
+			umount2(s->dir, MNT_DETACH);
+		char err[256];
+		px_rmtree(s->dir, err, sizeof err);
 	}
 	free(px_w.slots);
 	px_w.slots = NULL;
@@ -272,6 +355,7 @@ void px_fini(void)
 }
 
 const char *px_isolation(void) { return px_w.isolation; }
+const char *px_isolation_level(void) { return px_level_name(px_sandbox_level()); }
 
 /* ---- environment ------------------------------------------------------- */
 
@@ -363,8 +447,7 @@ static int make_dirs(inv *v, char *err, size_t errlen)
 		snprintf(err, errlen, "getrandom: %s", strerror(errno));
 		return -1;
 	}
-	if ((size_t)snprintf(v->wd, sizeof v->wd, "%s/%d.%d.%lu.%016llx", px_w.work_root,
-	                     (int)getpid(), v->slot->index, v->slot->seq,
+	if ((size_t)snprintf(v->wd, sizeof v->wd, "%s/%lu.%016llx", v->slot->dir, v->slot->seq,
 	                     (unsigned long long)rnd) >= sizeof v->wd ||
 	    (size_t)snprintf(v->tmp, sizeof v->tmp, "%s.tmp", v->wd) >= sizeof v->tmp) {
 		snprintf(err, errlen, "work root path too long");
@@ -374,6 +457,10 @@ static int make_dirs(inv *v, char *err, size_t errlen)
 	const cr_request *req = v->job->req;
 	if (px_workdir_fill(v->wd, req->files, req->nfiles, v->uid, v->gid, err, errlen) < 0)
 		return -1;
+	if (px_sandbox_level() >= PX_LEVEL_NAMESPACES) {
+		strcpy(v->tmp, "/tmp"); /* a fresh tmpfs in the stage's namespace */
+		return 0;
+	}
 	if (mkdir(v->tmp, 0700) < 0 ||
 	    (v->uid >= 0 && chown(v->tmp, (uid_t)v->uid, (gid_t)v->gid) < 0)) {
 		snprintf(err, errlen, "cannot create %s: %s", v->tmp, strerror(errno));
@@ -448,7 +535,7 @@ int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size
 	char rerr[512];
 	for (int i = 0; i < 2; i++) {
 		const char *d = i ? v.tmp : v.wd;
-		if (d[0] && px_rmtree(d, rerr, sizeof rerr) < 0) {
+		if (d[0] && strcmp(d, "/tmp") && px_rmtree(d, rerr, sizeof rerr) < 0) {
 			char q[600];
 			cr_log("error", "work dir removal failed", "slot=%d error=%s", slot->index,
 			       cr_log_quote(q, sizeof q, rerr));

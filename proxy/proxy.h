@@ -37,6 +37,21 @@ typedef struct px_config {
 	int gid;
 	/* Extra environment for every stage, "KEY=VALUE" (may be NULL). */
 	char *const *base_env;
+	/* Isolation level (docs/isolation.md): NULL or "auto" = the best the
+	 * kernel allows, else exactly "none", "seccomp", "namespaces" or
+	 * "full" (px_init fails when it cannot have it). NULL also looks at
+	 * the environment variable CORRAL_ISOLATION. */
+	const char *isolation;
+	/* px_init fails when the level in force is below this one. NULL: the
+	 * environment variable CORRAL_MIN_ISOLATION, else "none". */
+	const char *min_isolation;
+	/* Size of a stage's private /tmp (namespace levels); 0: 64 MiB. */
+	int64_t tmp_bytes;
+	/* As root, each slot's work dirs can live on a tmpfs of this size, so
+	 * that a disk fill stops there. 0: the environment variable
+	 * CORRAL_WORKDIR_BYTES (K/M/G suffixes), else plain folders (the
+	 * mounts outlive a SIGKILLed worker, so this is opt-in for now). */
+	int64_t workdir_bytes;
 } px_config;
 
 typedef struct px_slot px_slot;
@@ -77,7 +92,11 @@ void px_result_free(px_result *res);
  * No effect when the slot is idle. */
 void px_cancel(px_slot *slot);
 
-/* A short description of the isolation in force, for `info` and logs. */
+/* A short description of the isolation in force, for `info` and logs:
+ * "<level>: <mechanisms>", e.g. "full: uid+rlimit+cgroup-v1(...)+seccomp+..." */
 const char *px_isolation(void);
+/* Just the level's name ("none", "seccomp", "namespaces", "full"), for
+ * metrics. */
+const char *px_isolation_level(void);
 
 #endif

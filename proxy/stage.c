@@ -21,6 +21,7 @@
  * RLIMIT_CPU hard SIGKILL) > how the stage process ended.
  */
 #include "internal.h"
+#include "sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -411,6 +412,7 @@ int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st, bool *canc
 		.stdin_fd = fds[0][0], .stdout_fd = fds[1][1], .stderr_fd = fds[2][1],
 		.ctl_fd = fds[3][0], .report_fd = fds[4][1],
 		.cg = px_cg_mode() != PX_CG_NONE || r.cg.unified[0] ? &r.cg : NULL,
+		.sb = px_sandbox_for(s->index),
 	};
 	plan_limits(&p, spec->lim);
 	int64_t start = now_ms();

@@ -1,0 +1,652 @@
+/*
+ * sandbox.c — namespaces, filesystem view, seccomp and capabilities.
+ *
+ * Levels (weakest first; px_isolation() says which is in force and why):
+ *   none        rlimits; uid per slot and cgroups when we are root
+ *   seccomp     + a seccomp filter, every capability dropped (bounding
+ *               set included), no_new_privs
+ *   namespaces  + new pid, mount, network, ipc and uts namespaces per
+ *               stage; as non-root through a user namespace
+ *   full        namespaces + uid per slot + cgroup memory and pids limits
+ * At px_init each level is tried for real, from the best down (a probe
+ * keeper builds the whole sandbox once), unless the operator asked for
+ * one level exactly; below the operator's minimum px_init fails.
+ *
+ * The keeper is created by clone() with the new namespaces, so it is
+ * PID 1 of the stage's pid namespace: kill(-1) from it reaches every
+ * process of the invocation and nothing else, and when it exits the
+ * kernel kills whatever is left. Before forking the stage it builds the
+ * stage's root on a small tmpfs and pivot_roots into it:
+ *   /usr /etc /bin /lib* /sbin /opt  host's, read-only, nosuid, nodev
+ *                                    (symlinks such as /bin -> usr/bin
+ *                                    are recreated as symlinks)
+ *   /etc/shadow, /etc/gshadow, /etc/ssh ...  masked (/dev/null, empty tmpfs)
+ *   <runtime dir>                    read-only
+ *   <work dir>                       read-write, same path as on the host
+ *   /tmp                             fresh tmpfs of tmp_bytes, 1777
+ *   /dev                             null zero full random urandom tty,
+ *                                    fd/stdin/stdout/stderr links, /dev/shm
+ *   /proc                            fresh: only the invocation's processes
+ * and nothing else: not /root, /home, /var, /run, /srv, other work dirs,
+ * the processor's state dir or /sys. The network namespace has only lo
+ * (brought up, so a program may talk to itself); the hostname is
+ * "corral".
+ *
+ * The seccomp filter (built once with libseccomp, for the native
+ * architecture and the compat ones the kernel runs, e.g. x86 and x32 on
+ * x86_64) answers EPERM to what user code never needs: ptrace and
+ * process_vm_*, mount family and pivot_root, keyrings, bpf, perf, module,
+ * kexec, reboot, swap, clock and time setting, namespace creation
+ * (unshare, setns, clone with CLONE_NEW*; clone3 gets ENOSYS so libc
+ * falls back to clone, whose flags we can see), io_uring, userfaultfd,
+ * open_by_handle_at, TIOCSTI, acct, quotactl, syslog, personality
+ * changes. Everything after fork here is async-signal-safe: all strings
+ * and the BPF program are prepared at px_init.
+ */
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define NS_FLAGS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+#define MAX_BINDS 16
+#define MAX_MASKS 16
+
+static const char *const level_names[PX_NLEVELS] = { "none", "seccomp", "namespaces", "full" };
+
+const char *px_level_name(int level)
+{
+	return level >= 0 && level < PX_NLEVELS ? level_names[level] : "?";
+}
+
+int px_level_parse(const char *name)
+{
+	for (int i = 0; i < PX_NLEVELS; i++)
+		if (!strcmp(name, level_names[i]))
+			return i;
+	return -1;
+}
+
+/* A host path shown in the stage's root. */
+typedef struct hostpath {
+	char path[PX_PATH];
+	char link[PX_PATH]; /* non-empty: a symlink with this target */
+	unsigned long locked; /* mount flags the remount must keep */
+	bool dir;
+} hostpath;
+
+static struct {
+	int level;
+	bool seccomp_ok, ns_ok, userns;
+	struct sock_filter *filter;
+	size_t nfilter;
+	hostpath binds[MAX_BINDS];
+	int nbinds;
+	hostpath masks[MAX_MASKS];
+	int nmasks;
+	unsigned long rt_locked, wd_locked;
+	px_sandbox *slots;
+	int nslots;
+	char why[256]; /* why the next level up is not in force */
+} sbx;
+
+/* ---- seccomp ------------------------------------------------------------- */
+
+static const char *const denied[] = {
+	"ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+	"mount", "umount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig",
+	"fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
+	"add_key", "request_key", "keyctl", "bpf", "perf_event_open",
+	"init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+	"reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "syslog",
+	"settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime",
+	"sethostname", "setdomainname", "unshare", "setns",
+	"io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd",
+	"open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "fanotify_init",
+	"iopl", "ioperm", "vhangup", "nfsservctl", "uselib", "ustat", "sysfs",
+	"vm86", "vm86old", "_sysctl", "personality", "landlock_create_ruleset",
+	"move_pages", "migrate_pages",
+};
+
+static int add_rule(scmp_filter_ctx ctx, const char *name, uint32_t action,
+                    unsigned n, const struct scmp_arg_cmp *cmp)
+{
+	int nr = seccomp_syscall_resolve_name(name);
+	if (nr == __NR_SCMP_ERROR)
+		return 0; /* not a syscall anywhere we filter */
+	int rc = seccomp_rule_add_array(ctx, action, nr, n, cmp);
+	return rc == -EDOM || rc == -EFAULT ? 0 : rc; /* absent on some arch */
+}
+
+static int build_filter(char *err, size_t errlen)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx) {
+		snprintf(err, errlen, "seccomp_init failed");
+		return -1;
+	}
+	int rc = 0;
+	if (seccomp_arch_native() == SCMP_ARCH_X86_64) {
+		seccomp_arch_add(ctx, SCMP_ARCH_X86);
+		seccomp_arch_add(ctx, SCMP_ARCH_X32);
+	} else if (seccomp_arch_native() == SCMP_ARCH_AARCH64) {
+		seccomp_arch_add(ctx, SCMP_ARCH_ARM);
+	}
+	for (size_t i = 0; rc == 0 && i < sizeof denied / sizeof *denied; i++)
+		rc = add_rule(ctx, denied[i], SCMP_ACT_ERRNO(EPERM), 0, NULL);
+	/* personality(PER_LINUX) and the query are harmless and used by libc */
+	static const unsigned long ns_bits[] = { CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID,
+		CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP, 0x80 /* NEWTIME */ };
+	for (size_t i = 0; rc == 0 && i < sizeof ns_bits / sizeof *ns_bits; i++) {
+		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, ns_bits[i], ns_bits[i]);
+		rc = add_rule(ctx, "clone", SCMP_ACT_ERRNO(EPERM), 1, &c);
+	}
+	if (rc == 0)
+		rc = add_rule(ctx, "clone3", SCMP_ACT_ERRNO(ENOSYS), 0, NULL);
+	struct scmp_arg_cmp sti = SCMP_A1(SCMP_CMP_EQ, TIOCSTI);
+	if (rc == 0)
+		rc = add_rule(ctx, "ioctl", SCMP_ACT_ERRNO(EPERM), 1, &sti);
+	int fd = rc == 0 ? memfd_create("corral-seccomp", MFD_CLOEXEC) : -1;
+	if (rc != 0 || fd < 0 || seccomp_export_bpf(ctx, fd) != 0) {
+		snprintf(err, errlen, "cannot build the seccomp filter: %s",
+		         strerror(rc ? -rc : errno));
+		if (fd >= 0)
+			close(fd);
+		seccomp_release(ctx);
+		return -1;
+	}
+	seccomp_release(ctx);
+	off_t size = lseek(fd, 0, SEEK_END);
+	sbx.filter = size > 0 ? malloc((size_t)size) : NULL;
+	if (!sbx.filter || pread(fd, sbx.filter, (size_t)size, 0) != size) {
+		snprintf(err, errlen, "cannot read the seccomp filter back");
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	sbx.nfilter = (size_t)size / sizeof(struct sock_filter);
+	return 0;
+}
+
+/* ---- what the root shows, found at init ---------------------------------- */
+
+static unsigned long locked_flags(const char *path)
+{
+	struct statvfs v;
+	unsigned long f = 0;
+	if (statvfs(path, &v) < 0)
+		return 0;
+	if (v.f_flag & ST_NOSUID) f |= MS_NOSUID;
+	if (v.f_flag & ST_NODEV) f |= MS_NODEV;
+	if (v.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+	if (v.f_flag & ST_NOATIME) f |= MS_NOATIME;
+	if (v.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+	if (v.f_flag & ST_RELATIME) f |= MS_RELATIME;
+	return f;
+}
+
+static void add_bind(hostpath *list, int *n, int max, const char *path)
+{
+	struct stat st;
+	if (*n >= max || lstat(path, &st) < 0)
+		return;
+	hostpath *b = &list[*n];
+	memset(b, 0, sizeof *b);
+	snprintf(b->path, sizeof b->path, "%s", path);
+	if (S_ISLNK(st.st_mode)) {
+		ssize_t l = readlink(path, b->link, sizeof b->link - 1);
+		if (l <= 0)
+			return;
+		b->link[l] = '\0';
+	} else {
+		b->dir = S_ISDIR(st.st_mode);
+		b->locked = locked_flags(path);
+	}
+	(*n)++;
+}
+
+static void find_binds(void)
+{
+	static const char *const sys[] = { "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32",
+		"/lib64", "/libx32", "/opt" };
+	static const char *const secret[] = { "/etc/shadow", "/etc/shadow-", "/etc/gshadow",
+		"/etc/gshadow-", "/etc/ssh", "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d",
+		"/etc/security/opasswd", "/etc/corral", "/etc/machine-id", "/etc/s6" };
+	sbx.nbinds = sbx.nmasks = 0;
+	for (size_t i = 0; i < sizeof sys / sizeof *sys; i++)
+		add_bind(sbx.binds, &sbx.nbinds, MAX_BINDS, sys[i]);
+	for (size_t i = 0; i < sizeof secret / sizeof *secret; i++) {
+		struct stat st;
+		if (stat(secret[i], &st) == 0) /* a symlink is masked at its target's kind */
+			add_bind(sbx.masks, &sbx.nmasks, MAX_MASKS, secret[i]);
+		if (sbx.nmasks && !sbx.masks[sbx.nmasks - 1].link[0] && S_ISDIR(st.st_mode))
+			sbx.masks[sbx.nmasks - 1].dir = true;
+	}
+}
+
+/* ---- after fork: async-signal-safe helpers ------------------------------- */
+
+static size_t slen(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+/* dst = a + b; -1 (ENAMETOOLONG) when it does not fit */
+static int cat2(char *dst, size_t len, const char *a, const char *b)
+{
+	size_t la = slen(a), lb = slen(b);
+	if (la + lb + 1 > len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(dst, a, la);
+	memcpy(dst + la, b, lb + 1);
+	return 0;
+}
+
+static char *utoa(char *buf, size_t len, unsigned long long v)
+{
+	char *p = buf + len - 1;
+	*p = '\0';
+	do
+		*--p = (char)('0' + v % 10);
+	while ((v /= 10) && p > buf);
+	return p;
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, s, slen(s));
+	int e = errno;
+	close(fd);
+	errno = e;
+	return n == (ssize_t)slen(s) ? 0 : -1;
+}
+
+/* mkdir -p of root+path (path absolute), dirs mode 0755. */
+static int mkdirs(const char *root, const char *path, bool last_is_file)
+{
+	char p[PX_PATH * 2];
+	if (cat2(p, sizeof p, root, path) < 0)
+		return -1;
+	size_t rl = slen(root);
+	for (char *s = p + rl + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		int rc;
+		if (c == '\0' && last_is_file) {
+			int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+			rc = fd < 0 ? -1 : close(fd);
+		} else {
+			rc = mkdir(p, 0755);
+		}
+		if (rc < 0 && errno != EEXIST)
+			return -1;
+		if (c == '\0')
+			return 0;
+		*s = c;
+	}
+}
+
+/* Binds host path src at root+dst, read-only unless rw. */
+static int bind_at(const char *root, const char *src, const char *dst, bool dir, bool rw,
+                   unsigned long locked)
+{
+	char t[PX_PATH * 2];
+	if (mkdirs(root, dst, !dir) < 0 || cat2(t, sizeof t, root, dst) < 0)
+		return -1;
+	if (mount(src, t, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return -1;
+	unsigned long f = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | locked;
+	return mount(NULL, t, NULL, rw ? f : f | MS_RDONLY, NULL);
+}
+
+static int tmpfs_at(const char *root, const char *dst, const char *opts, unsigned long fl)
+{
+	char t[PX_PATH * 2];
+	if (mkdirs(root, dst, false) < 0 || cat2(t, sizeof t, root, dst) < 0)
+		return -1;
+	return mount("tmpfs", t, "tmpfs", fl, opts);
+}
+
+static int make_dev(const char *root)
+{
+	static const char *const nodes[] = { "/dev/null", "/dev/zero", "/dev/full",
+		"/dev/random", "/dev/urandom", "/dev/tty" };
+	static const char *const links[][2] = { { "/proc/self/fd", "/dev/fd" },
+		{ "/proc/self/fd/0", "/dev/stdin" }, { "/proc/self/fd/1", "/dev/stdout" },
+		{ "/proc/self/fd/2", "/dev/stderr" } };
+	if (tmpfs_at(root, "/dev", "mode=0755,size=64k", MS_NOSUID | MS_NOEXEC) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof nodes / sizeof *nodes; i++) {
+		char t[PX_PATH * 2];
+		if (mkdirs(root, nodes[i], true) < 0 || cat2(t, sizeof t, root, nodes[i]) < 0 ||
+		    mount(nodes[i], t, NULL, MS_BIND, NULL) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+		char t[PX_PATH * 2];
+		if (cat2(t, sizeof t, root, links[i][1]) < 0 || symlink(links[i][0], t) < 0)
+			return -1;
+	}
+	return tmpfs_at(root, "/dev/shm", "mode=1777,size=16m", MS_NOSUID | MS_NODEV);
+}
+
+static int user_maps(const px_sandbox *sb)
+{
+	char line[64], num[24];
+	if (write_file("/proc/self/setgroups", "deny") < 0)
+		return -1;
+	if (cat2(line, sizeof line, "0 ", utoa(num, sizeof num, (unsigned)sb->outer_gid)) < 0 ||
+	    cat2(line, sizeof line, line, " 1") < 0 || write_file("/proc/self/gid_map", line) < 0)
+		return -1;
+	if (cat2(line, sizeof line, "0 ", utoa(num, sizeof num, (unsigned)sb->outer_uid)) < 0 ||
+	    cat2(line, sizeof line, line, " 1") < 0 || write_file("/proc/self/uid_map", line) < 0)
+		return -1;
+	return 0;
+}
+
+static int lo_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	memcpy(ifr.ifr_name, "lo", 3);
+	int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+	if (rc == 0) {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+	}
+	close(s);
+	return rc;
+}
+
+static int build_root(const px_sandbox *sb, const px_plan *p)
+{
+	const char *r = sb->root;
+	char opts[64], num[24];
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", r, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
+		return -1;
+	for (int i = 0; i < sbx.nbinds; i++) {
+		const hostpath *b = &sbx.binds[i];
+		char t[PX_PATH * 2];
+		if (b->link[0]) {
+			if (cat2(t, sizeof t, r, b->path) < 0 || symlink(b->link, t) < 0)
+				return -1;
+		} else if (bind_at(r, b->path, b->path, b->dir, false, b->locked) < 0) {
+			return -1;
+		}
+	}
+	for (int i = 0; i < sbx.nmasks; i++) {
+		const hostpath *m = &sbx.masks[i];
+		char t[PX_PATH * 2];
+		if (cat2(t, sizeof t, r, m->path) < 0)
+			return -1;
+		if (m->dir ? mount("tmpfs", t, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		                   "mode=0000,size=4k")
+		           : mount("/dev/null", t, NULL, MS_BIND, NULL))
+			if (errno != ENOENT)
+				return -1;
+	}
+	if (make_dev(r) < 0 || mkdirs(r, "/proc", false) < 0)
+		return -1;
+	char t[PX_PATH * 2];
+	if (cat2(t, sizeof t, r, "/proc") < 0 ||
+	    mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return -1;
+	if (cat2(opts, sizeof opts, "mode=1777,size=", utoa(num, sizeof num,
+	                                                    (unsigned long long)sb->tmp_bytes)) < 0 ||
+	    tmpfs_at(r, "/tmp", opts, MS_NOSUID | MS_NODEV) < 0)
+		return -1;
+	const char *rt = px_w.runtime_dir;
+	if (bind_at(r, rt, rt, true, false, sbx.rt_locked) < 0 ||
+	    bind_at(r, p->workdir, p->workdir, true, true, sbx.wd_locked) < 0)
+		return -1;
+	if (mount(NULL, r, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		return -1;
+	if (chdir(r) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0)
+		return -1;
+	return chdir("/");
+}
+
+/* ---- keeper and stage hooks ---------------------------------------------- */
+
+pid_t px_sandbox_clone(const px_sandbox *sb)
+{
+	if (!sb->namespaces)
+		return fork();
+	unsigned long flags = SIGCHLD | NS_FLAGS | (sb->userns ? CLONE_NEWUSER : 0);
+	return (pid_t)syscall(SYS_clone, flags, 0, NULL, NULL, 0);
+}
+
+int px_sandbox_keeper(const px_sandbox *sb, const px_plan *p)
+{
+	if (!sb->namespaces)
+		return 0;
+	if (sb->userns && user_maps(sb) < 0)
+		return -1;
+	if (build_root(sb, p) < 0)
+		return -1;
+	if (sethostname("corral", 6) < 0 || lo_up() < 0)
+		return -1;
+	return 0;
+}
+
+void px_sandbox_kill_all(void)
+{
+	kill(-1, SIGKILL); /* PID 1 of the namespace: everyone but us */
+}
+
+int px_sandbox_drop_bounding(const px_sandbox *sb)
+{
+	if (!px_w.root && !sb->userns)
+		return 0; /* no capabilities to drop, and no right to touch the set */
+	for (int cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			return -1;
+	return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL
+	               ? -1 : 0;
+}
+
+int px_sandbox_lock(const px_sandbox *sb)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	memset(data, 0, sizeof data);
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return -1;
+	if (!sb->seccomp)
+		return 0;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &sb->prog);
+}
+
+/* ---- detection ------------------------------------------------------------ */
+
+/* Builds the whole sandbox once in a throw-away keeper and runs a stage
+ * step in it; 0 when it all worked, else errno with the step in err. */
+static int probe(px_sandbox *sb, char *err, size_t errlen)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return errno;
+	px_plan p = { .workdir = px_w.work_root };
+	pid_t pid = px_sandbox_clone(sb);
+	if (pid == 0) {
+		int msg[2] = { 0, 0 };
+		if (px_sandbox_keeper(sb, &p) < 0)
+			msg[0] = 1, msg[1] = errno;
+		else if (px_sandbox_drop_bounding(sb) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			msg[0] = 2, msg[1] = errno;
+		else if (px_sandbox_lock(sb) < 0)
+			msg[0] = 3, msg[1] = errno;
+		else if (unshare(0) == 0 || errno != EPERM)
+			msg[0] = 4, msg[1] = errno ? errno : EINVAL; /* only the filter stops it */
+		ssize_t n = write(pfd[1], msg, sizeof msg);
+		_exit(n == sizeof msg ? 0 : 1);
+	}
+	close(pfd[1]);
+	if (pid < 0) {
+		int e = errno;
+		close(pfd[0]);
+		snprintf(err, errlen, "clone with namespaces: %s", strerror(e));
+		return e;
+	}
+	int msg[2] = { -1, EIO }, st;
+	ssize_t n = read(pfd[0], msg, sizeof msg);
+	close(pfd[0]);
+	waitpid(pid, &st, 0);
+	if (n != sizeof msg) {
+		snprintf(err, errlen, "sandbox probe died");
+		return EIO;
+	}
+	static const char *const step[] = { "", "namespace setup", "dropping capabilities",
+		"seccomp", "the seccomp filter let unshare through" };
+	if (msg[0])
+		snprintf(err, errlen, "%s: %s", step[msg[0] > 0 && msg[0] < 5 ? msg[0] : 0],
+		         strerror(msg[1]));
+	return msg[0] ? msg[1] : 0;
+}
+
+static int try_level(int level, char *err, size_t errlen)
+{
+	px_sandbox sb = {
+		.level = level,
+		.seccomp = level >= PX_LEVEL_SECCOMP,
+		.namespaces = level >= PX_LEVEL_NAMESPACES,
+		.userns = level >= PX_LEVEL_NAMESPACES && !px_w.root,
+		.outer_uid = (int)geteuid(), .outer_gid = (int)getegid(),
+		.prog = { (unsigned short)sbx.nfilter, sbx.filter },
+		.tmp_bytes = 16 << 20,
+	};
+	if (level == PX_LEVEL_NONE)
+		return 0;
+	if (level == PX_LEVEL_FULL &&
+	    (!px_w.uid_drop || !px_cg_has_memory() || !px_cg_has_pids())) {
+		snprintf(err, errlen, "full needs root with a slot uid base and cgroup memory "
+		                      "and pids controllers (uid drop %s, memory %s, pids %s)",
+		         px_w.uid_drop ? "yes" : "no", px_cg_has_memory() ? "yes" : "no",
+		         px_cg_has_pids() ? "yes" : "no");
+		return -1;
+	}
+	/* the probe needs a mount point like the slots' */
+	if ((size_t)snprintf(sb.root, sizeof sb.root, "%s/%d.probe", px_w.work_root,
+	                     (int)getpid()) >= sizeof sb.root) {
+		snprintf(err, errlen, "work root path too long");
+		return -1;
+	}
+	mkdir(sb.root, 0755);
+	int rc = probe(&sb, err, errlen);
+	rmdir(sb.root);
+	return rc ? -1 : 0;
+}
+
+int px_sandbox_init(int want, char *err, size_t errlen)
+{
+	memset(&sbx, 0, sizeof sbx);
+	if (build_filter(err, errlen) < 0)
+		return -1;
+	find_binds();
+	sbx.rt_locked = locked_flags(px_w.runtime_dir);
+	sbx.wd_locked = locked_flags(px_w.nslots > 0 ? px_w.slots[0].dir : px_w.work_root);
+	char why[256] = "";
+	int level = want >= 0 ? want : PX_LEVEL_FULL;
+	while (try_level(level, why, sizeof why) < 0) {
+		if (want >= 0) {
+			snprintf(err, errlen, "isolation level %s is not available here: %s",
+			         px_level_name(want), why);
+			px_sandbox_fini();
+			return -1;
+		}
+		if (!sbx.why[0])
+			snprintf(sbx.why, sizeof sbx.why, "%s: %s", px_level_name(level), why);
+		level--;
+	}
+	sbx.level = level;
+	sbx.nslots = px_w.nslots;
+	sbx.slots = calloc((size_t)sbx.nslots, sizeof *sbx.slots);
+	if (!sbx.slots) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < sbx.nslots; i++) {
+		px_sandbox *sb = &sbx.slots[i];
+		*sb = (px_sandbox){
+			.level = level,
+			.seccomp = level >= PX_LEVEL_SECCOMP,
+			.namespaces = level >= PX_LEVEL_NAMESPACES,
+			.userns = level >= PX_LEVEL_NAMESPACES && !px_w.root,
+			.outer_uid = (int)geteuid(), .outer_gid = (int)getegid(),
+			.prog = { (unsigned short)sbx.nfilter, sbx.filter },
+			.tmp_bytes = px_w.tmp_bytes,
+		};
+		if ((size_t)snprintf(sb->root, sizeof sb->root, "%s/%d.root%d", px_w.work_root,
+		                     (int)getpid(), i) >= sizeof sb->root ||
+		    (sb->namespaces && mkdir(sb->root, 0755) < 0 && errno != EEXIST)) {
+			snprintf(err, errlen, "mkdir %s: %s", sb->root, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void px_sandbox_fini(void)
+{
+	for (int i = 0; i < sbx.nslots; i++)
+		if (sbx.slots[i].namespaces)
+			rmdir(sbx.slots[i].root);
+	free(sbx.slots);
+	free(sbx.filter);
+	memset(&sbx, 0, sizeof sbx);
+}
+
+int px_sandbox_level(void) { return sbx.level; }
+
+const px_sandbox *px_sandbox_for(int slot)
+{
+	if (sbx.level < PX_LEVEL_SECCOMP || slot < 0 || slot >= sbx.nslots)
+		return NULL;
+	return &sbx.slots[slot];
+}
+
+void px_sandbox_describe(char *desc, size_t len)
+{
+	size_t o = strlen(desc);
+	if (sbx.level >= PX_LEVEL_SECCOMP)
+		o += (size_t)snprintf(desc + o, len - o, "+seccomp+nocaps");
+	if (o < len && sbx.level >= PX_LEVEL_NAMESPACES)
+		o += (size_t)snprintf(desc + o, len - o, "+ns(pid,mnt,net,ipc,uts%s)",
+		                      sbx.userns || !px_w.root ? ",user" : "");
+	if (o < len && sbx.why[0])
+		snprintf(desc + o, len - o, " [not %s]", sbx.why);
+}
