@@ -16,6 +16,7 @@
  * statuses: 200, 400, 429, 502, 503, 504). Every request ends with one
  * log line and one count in /metrics.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@
 #include "log.h"
 
 #include <nng/supplemental/http/http.h>
+
+enum { BODY_READING, BODY_DONE, BODY_TIMED_OUT };
 
 typedef struct call call;
 typedef void (*route_fn)(call *c);
@@ -54,6 +57,11 @@ struct call {
 	bool piston;
 	bool counted; /* in the in-flight gauge */
 	bool continuing; /* writing "100 Continue" before reading the body */
+	atomic_int refs;
+	atomic_int body_state; /* BODY_* */
+	nng_aio *timer;        /* body deadline, then the 408's write */
+	bool timer_writing;
+	nng_http_res *res408;
 	gw_run run;
 	const char *runtime;
 	char path[128];
@@ -81,10 +89,18 @@ static void log_line(call *c, int status, const char *extra)
 	       extra ? extra : "");
 }
 
-static void call_free(call *c)
+/* A call is referenced by the request's own flow and, while a body is
+ * read, by the body timer. */
+static void call_unref(call *c)
 {
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
 	if (c->rx)
 		nng_aio_reap(c->rx);
+	if (c->timer)
+		nng_aio_reap(c->timer);
+	if (c->res408)
+		nng_http_res_free(c->res408);
 	gw_run_free(&c->run);
 	free(c->body);
 	free(c);
@@ -98,7 +114,7 @@ static void respond_raw(call *c, int status, char *body, size_t len, const char 
 	if (nng_http_res_alloc(&res) != 0) {
 		free(body);
 		nng_aio_finish(c->aio, NNG_ENOMEM);
-		call_free(c);
+		call_unref(c);
 		return;
 	}
 	nng_http_res_set_status(res, (uint16_t)status);
@@ -127,7 +143,7 @@ static void respond_raw(call *c, int status, char *body, size_t len, const char 
 		nng_http_res_free(res);
 		free(body);
 		nng_aio_finish(c->aio, NNG_ENOMEM);
-		call_free(c);
+		call_unref(c);
 		return;
 	}
 	free(body);
@@ -135,7 +151,7 @@ static void respond_raw(call *c, int status, char *body, size_t len, const char 
 	log_line(c, status, extra_log);
 	nng_aio_set_output(c->aio, 0, res);
 	nng_aio_finish(c->aio, 0);
-	call_free(c);
+	call_unref(c);
 }
 
 static void respond_json(call *c, int status, json_t *j, int retry_after, const char *extra_log)
@@ -369,7 +385,7 @@ static void preflight(call *c, const char *origin)
 	}
 	if (nng_http_res_alloc(&res) != 0) {
 		nng_aio_finish(c->aio, NNG_ENOMEM);
-		call_free(c);
+		call_unref(c);
 		return;
 	}
 	const char *hdrs = nng_http_req_get_header(c->req, "Access-Control-Request-Headers");
@@ -384,7 +400,7 @@ static void preflight(call *c, const char *origin)
 	log_line(c, 204, "preflight=1");
 	nng_aio_set_output(c->aio, 0, res);
 	nng_aio_finish(c->aio, 0);
-	call_free(c);
+	call_unref(c);
 }
 
 static bool authorized(call *c)
@@ -415,10 +431,10 @@ static void start_read(call *c)
 {
 	nng_iov iov = { .iov_buf = c->body, .iov_len = c->body_len };
 	nng_aio_set_iov(c->rx, 1, &iov);
-	nng_aio_set_timeout(c->rx, gw_cfg.body_timeout_ms);
 	nng_http_conn_read_all(c->conn, c->rx);
 }
 
+/* The body arrived (or the read failed, or the timer cancelled it). */
 static void body_done(void *arg)
 {
 	call *c = arg;
@@ -428,39 +444,84 @@ static void body_done(void *arg)
 		start_read(c);
 		return;
 	}
+	int expect = BODY_READING;
+	if (!atomic_compare_exchange_strong(&c->body_state, &expect, BODY_DONE)) {
+		/* the timer has answered 408 and cancelled the read */
+		gw_metric_http(c->route->name, 408);
+		log_line(c, 408, "error=body_timeout");
+		nng_aio_finish(c->aio, NNG_ETIMEDOUT); /* nng closes the connection */
+		call_unref(c);
+		return;
+	}
+	nng_aio_cancel(c->timer);
 	if (rv != 0) {
-		c->close = true;
-		if (rv == NNG_ETIMEDOUT) {
-			char msg[160];
-			snprintf(msg, sizeof(msg), "the body did not arrive within %d ms (truncated body?)",
-			         gw_cfg.body_timeout_ms);
-			respond_error(c, 408, "body_timeout", msg, 0);
-		} else {
-			log_line(c, 0, "error=body_read_failed");
-			nng_aio_finish(c->aio, rv); /* nng closes the connection */
-			call_free(c);
-		}
+		log_line(c, 0, "error=body_read_failed");
+		nng_aio_finish(c->aio, rv);
+		call_unref(c);
 		return;
 	}
 	c->route->fn(c);
 }
 
-/* Reads the body; a client that sent "Expect: 100-continue" (curl does
- * for large bodies) first gets its go-ahead, else it waits a second. */
+/* A read cannot be abandoned without nng closing the connection, so on
+ * the deadline the 408 is written first, then the read is cancelled. */
+static void body_timer(void *arg)
+{
+	call *c = arg;
+	int rv = nng_aio_result(c->timer);
+	if (c->timer_writing) { /* the 408 is out (or failed): stop the read */
+		nng_aio_cancel(c->rx);
+		call_unref(c);
+		return;
+	}
+	int expect = BODY_READING;
+	if (rv != 0 || !atomic_compare_exchange_strong(&c->body_state, &expect, BODY_TIMED_OUT)) {
+		call_unref(c);
+		return;
+	}
+	char msg[200];
+	snprintf(msg, sizeof(msg), "the body did not arrive within %d ms (truncated body?)",
+	         gw_cfg.body_timeout_ms);
+	json_t *j = gw_json_error("body_timeout", msg);
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!s || nng_http_res_alloc(&c->res408) != 0) {
+		free(s);
+		nng_aio_cancel(c->rx);
+		call_unref(c);
+		return;
+	}
+	nng_http_res_set_status(c->res408, 408);
+	nng_http_res_set_header(c->res408, "Content-Type", "application/json");
+	nng_http_res_set_header(c->res408, "Connection", "close");
+	if (c->cors_origin)
+		nng_http_res_set_header(c->res408, "Access-Control-Allow-Origin", c->cors_origin);
+	nng_http_res_copy_data(c->res408, s, strlen(s));
+	free(s);
+	c->timer_writing = true;
+	nng_aio_set_timeout(c->timer, 2000);
+	nng_http_conn_write_res(c->conn, c->res408, c->timer);
+}
+
+/* Reads the body under --body-timeout-ms; a client that sent "Expect:
+ * 100-continue" (curl does for large bodies) first gets its go-ahead,
+ * else it would wait a second before sending. */
 static void read_body(call *c, size_t len)
 {
-	if (!(c->body = malloc(len + 1)) || nng_aio_alloc(&c->rx, body_done, c) != 0) {
+	if (!(c->body = malloc(len + 1)) || nng_aio_alloc(&c->rx, body_done, c) != 0 ||
+	    nng_aio_alloc(&c->timer, body_timer, c) != 0) {
 		c->close = true;
 		respond_error(c, 503, "out_of_memory", "the gateway is out of memory", 1);
 		return;
 	}
 	c->body_len = len;
+	atomic_fetch_add(&c->refs, 1);
+	nng_sleep_aio(gw_cfg.body_timeout_ms, c->timer);
 	const char *expect = nng_http_req_get_header(c->req, "Expect");
 	if (expect && !strcasecmp(expect, "100-continue")) {
 		nng_iov iov = { .iov_buf = (void *)continue_line, .iov_len = sizeof(continue_line) - 1 };
 		c->continuing = true;
 		nng_aio_set_iov(c->rx, 1, &iov);
-		nng_aio_set_timeout(c->rx, gw_cfg.body_timeout_ms);
 		nng_http_conn_write_all(c->conn, c->rx);
 		return;
 	}
@@ -515,6 +576,7 @@ static void on_request(nng_aio *aio)
 		return;
 	}
 	c->aio = aio;
+	atomic_init(&c->refs, 1);
 	c->req = nng_aio_get_input(aio, 0);
 	c->conn = nng_aio_get_input(aio, 2);
 	c->t0 = gw_now_ms();
