@@ -429,6 +429,9 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	int sfd = signalfd(-1, &want, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || prctl(PR_SET_PDEATHSIG, SIGHUP) < 0 ||
 	    prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 ||
+	    /* our memory and environ are the processor's: not for the stage's
+	     * eyes, even when it shares our uid (user namespace) */
+	    prctl(PR_SET_DUMPABLE, 0) < 0 ||
 	    (!(p->sb && p->sb->namespaces) && getppid() != parent))
 		_exit(3); /* (in a new pid namespace our parent is not visible) */
 	int keepfds[16] = { p->ctl_fd, p->report_fd, p->stdin_fd, p->stdout_fd,

@@ -1,0 +1,38 @@
+"""Fixtures of the hostile-code suite: real corral-processor workers (the
+system tests' Worker), one per isolation level, chosen through the
+CORRAL_ISOLATION environment variable that px_init reads. A level this
+machine cannot give is skipped with the worker's own error as reason."""
+import importlib.util
+import pathlib
+
+import pytest
+
+_sys = pathlib.Path(__file__).resolve().parents[1] / "system" / "conftest.py"
+_spec = importlib.util.spec_from_file_location("corral_system_conftest", _sys)
+system = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(system)
+Worker = system.Worker
+sp = system.sp
+
+LEVELS = ["none", "seccomp", "namespaces", "full"]
+ORDER = {l: i for i, l in enumerate(LEVELS)}
+
+
+@pytest.fixture(scope="module", params=LEVELS)
+def hw(request, tmp_path_factory):
+    """A python worker (2 slots) at one isolation level, shared by a module."""
+    level = request.param
+    tmp = tmp_path_factory.mktemp("hostile-" + level)
+    env = {"CORRAL_ISOLATION": level, "CORRAL_WORKDIR_BYTES": "32M"}
+    try:
+        w = Worker("python", slots=2, env=env, tmp=str(tmp))
+    except RuntimeError as e:
+        pytest.skip("isolation level %s is not available here: %s" % (level, e))
+    info = w.call({"v": 1, "op": "info"})
+    assert info["isolation"].startswith(level + ":"), info["isolation"]
+    w.level = level
+    w.rank = ORDER[level]
+    args = w.proc.args
+    w.uid_base = int(args[args.index("--uid-base") + 1]) if "--uid-base" in args else None
+    yield w
+    w.stop()

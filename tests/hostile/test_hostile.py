@@ -1,0 +1,304 @@
+"""Hostile code against a real worker, at every isolation level this
+machine allows (see conftest.py). Each case is a real program of a shipped
+runtime (python); each asserts the status reported and that the worker is
+healthy and clean afterwards: it still answers, the next invocation runs
+and sees nothing of this one, and no process of the slot is left.
+
+Network cases only ever target loopback, or TEST-NET-1 (192.0.2.1) from
+inside an empty network namespace; they are not run at the levels without
+one, so no real traffic leaves the host."""
+import hashlib
+import os
+import threading
+import time
+
+import pytest
+
+LIM = {"wall_ms": 5000, "cpu_ms": 5000, "memory_bytes": 128 << 20, "pids": 64,
+       "output_bytes": 1 << 20, "file_bytes": 16 << 20}
+
+
+def run(w, code, limits=None, **kw):
+    lim = dict(LIM)
+    lim.update(limits or {})
+    r = w.run({"main.py": code}, limits=lim, **kw)
+    assert r["ok"] is True, r
+    return r["run"]
+
+
+def slot_processes(w):
+    """Processes of the worker's slot uids (root), else of our marker."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        uid = int(st.split("Uid:")[1].split()[0])
+        if w.uid_base is not None and w.uid_base <= uid < w.uid_base + 2:
+            found.append((pid, st.split("\n")[0]))
+    return found
+
+
+def healthy(w):
+    assert w.alive(), w.log()
+    assert w.call({"v": 1, "op": "ping"})["ok"] is True
+    r = run(w, "import os\nprint('OK', sorted(os.listdir('.')))")
+    assert r["status"] == "ok", r
+    assert r["stdout"] == b"OK ['main.py']\n", r
+    deadline = time.time() + 3
+    while slot_processes(w) and time.time() < deadline:
+        time.sleep(0.05)
+    assert slot_processes(w) == []
+
+
+def need(w, level, why):
+    """Skips (visibly) a case that the worker's level does not cover."""
+    if w.rank < ["none", "seccomp", "namespaces", "full"].index(level):
+        pytest.skip("level %s: %s" % (w.level, why))
+
+
+# ---- resources ---------------------------------------------------------------
+
+def test_fork_bomb(hw):
+    r = run(hw, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+            {"wall_ms": 2000, "pids": 32})
+    assert r["status"] in ("timeout", "ok", "exit", "signal"), r
+    healthy(hw)
+
+
+def test_memory_hog(hw):
+    r = run(hw, "b = bytearray(512 << 20)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\nprint('survived')",
+            {"memory_bytes": 64 << 20})
+    assert r["stdout"] == b""
+    if hw.uid_base is not None:
+        assert r["status"] == "memory", r
+        assert r["memory_bytes"] <= 64 << 20
+    else:
+        assert r["status"] in ("memory", "exit"), r  # RLIMIT_DATA: MemoryError
+    healthy(hw)
+
+
+def test_tmpfs_fill(hw):
+    need(hw, "namespaces", "/tmp is the host's (no mount namespace): not filled")
+    r = run(hw, "import os\nf = open('/tmp/fill', 'wb')\nwhile True:\n    f.write(b'x' * (1 << 20))\n    f.flush()\n",
+            {"memory_bytes": 48 << 20, "file_bytes": 128 << 20})
+    assert r["status"] in ("memory", "exit"), r  # memcg charge, or ENOSPC
+    healthy(hw)
+
+
+def test_cpu_loop(hw):
+    t0 = time.time()
+    r = run(hw, "while True:\n    pass", {"cpu_ms": 500, "wall_ms": 5000})
+    assert r["status"] == "timeout", r
+    assert time.time() - t0 < 4
+    healthy(hw)
+
+
+def test_sleep_forever(hw):
+    r = run(hw, "import time\nprint('zz', flush=True)\ntime.sleep(3600)", {"wall_ms": 800})
+    assert r["status"] == "timeout" and r["stdout"] == b"zz\n", r
+    assert 800 <= r["wall_ms"] < 3000
+    healthy(hw)
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_output_flood(hw, stream):
+    r = run(hw, "import sys\nwhile True:\n    sys.%s.write('A' * 65536)\n" % stream,
+            {"output_bytes": 100000})
+    assert r["status"] == "output", r
+    assert r[stream] == b"A" * 100000 and r[stream + "_truncated"] is True
+    healthy(hw)
+
+
+def test_disk_fill_workdir(hw):
+    if hw.uid_base is None:
+        pytest.skip("not root: work dirs are plain folders on the host disk, not filled")
+    r = run(hw, "import os\ni = 0\ntry:\n    while True:\n        with open('f%d' % i, 'wb') as f:\n"
+                "            f.write(b'x' * (4 << 20))\n        i += 1\nexcept OSError as e:\n"
+                "    print(e.errno, i)\n", {"memory_bytes": 256 << 20})
+    # the slot's 32 MiB tmpfs ends it: ENOSPC (28), or the memory limit
+    assert r["status"] in ("ok", "memory"), r
+    if r["status"] == "ok":
+        assert r["stdout"].startswith(b"28 "), r
+    healthy(hw)
+
+
+def test_many_open_files(hw):
+    r = run(hw, "fs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\n"
+                "except OSError as e:\n    print(e.errno, len(fs) > 1000)\n")
+    assert r["status"] == "ok" and r["stdout"] == b"24 True\n", r  # EMFILE
+    healthy(hw)
+
+
+def test_zombie_factory(hw):
+    r = run(hw, "import os, time\nfor i in range(300):\n    if os.fork() == 0:\n        os._exit(0)\n"
+                "time.sleep(0.3)\nprint('made')", {"pids": 64})
+    assert r["status"] in ("ok", "exit"), r  # pids limit may stop the forks
+    healthy(hw)
+
+
+def test_closed_stdout_keeps_running(hw):
+    r = run(hw, "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(3600)", {"wall_ms": 700})
+    assert r["status"] == "timeout", r
+    healthy(hw)
+
+
+def test_binary_garbage(hw):
+    r = run(hw, "import os, sys, hashlib\nb = os.urandom(200000) + 'é\\u2603\\udcff'.encode('utf-8', 'surrogatepass')\n"
+                "sys.stdout.buffer.write(b)\nsys.stderr.write(hashlib.sha256(b).hexdigest())")
+    assert r["status"] == "ok", r
+    assert hashlib.sha256(r["stdout"]).hexdigest().encode() == r["stderr"]
+    healthy(hw)
+
+
+def test_daemon_outliving_the_run(hw):
+    r = run(hw, "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                "        time.sleep(3600)\n    os._exit(0)\nprint('parent done')")
+    assert r["status"] == "ok", r
+    healthy(hw)  # includes: no process of the slot left
+
+
+# ---- the next user -----------------------------------------------------------
+
+def test_no_persistence(hw):
+    r = run(hw, "import os\nfor p in [os.environ['HOME'] + '/planted', os.environ['TMPDIR'] + '/planted',"
+                " '/tmp/planted-corral', '/dev/shm/planted-corral']:\n    try:\n"
+                "        open(p, 'w').write('x')\n        print('wrote', p)\n    except OSError as e:\n"
+                "        print('no', p, e.errno)\n")
+    assert r["status"] == "ok", r
+    r2 = run(hw, "import os\nfor p in [os.environ['HOME'] + '/planted', os.environ['TMPDIR'] + '/planted',"
+                 " '/tmp/planted-corral', '/dev/shm/planted-corral']:\n    print(p, os.path.exists(p))\n")
+    seen = [l for l in r2["stdout"].decode().splitlines() if l.endswith("True")]
+    if hw.rank < 2:
+        # no mount namespace: the host's /tmp and /dev/shm are shared
+        seen = [l for l in seen if "/tmp/planted-corral" not in l and "/dev/shm/" not in l]
+        for p in ("/tmp/planted-corral", "/dev/shm/planted-corral"):
+            if os.path.exists(p):
+                os.unlink(p)
+    assert seen == [], r2
+    healthy(hw)
+
+
+def test_other_work_dirs(hw):
+    """Slot 0 holds a secret in its work dir; slot 1 tries to read it."""
+    box = {}
+
+    def holder():
+        box["r"] = run(hw, "import os, time\nopen('secret', 'w').write('s3cr3t')\n"
+                           "print(os.getcwd(), flush=True)\ntime.sleep(2)", {"wall_ms": 4000})
+    t = threading.Thread(target=holder)
+    t.start()
+    time.sleep(0.7)
+    r = run(hw, "import glob, os\nhits = []\nbase = os.path.dirname(os.path.dirname(os.getcwd()))\n"
+                "for p in glob.glob(base + '/**/secret', recursive=True) + glob.glob('/tmp/**/secret', recursive=True):\n"
+                "    try:\n        hits.append(open(p).read())\n    except OSError:\n        pass\n"
+                "print(hits)")
+    t.join()
+    assert box["r"]["status"] == "ok", box
+    if hw.uid_base is None and hw.rank < 2:
+        pytest.skip("level %s without root: one uid for all slots, no mount namespace" % hw.level)
+    assert r["stdout"] == b"[]\n", r
+    # and the holder's path, told outright, is not readable either
+    path = box["r"]["stdout"].decode().strip() + "/secret"
+    r = run(hw, "try:\n    print(open(%r).read())\nexcept OSError as e:\n    print('no', e.errno)" % path)
+    assert r["stdout"].startswith(b"no "), r
+    healthy(hw)
+
+
+# ---- the host and the worker -------------------------------------------------
+
+def test_read_shadow(hw):
+    r = run(hw, "try:\n    d = open('/etc/shadow').read()\n    print('read', 'root:' in d)\n"
+                "except OSError as e:\n    print('no', e.errno)")
+    assert r["stdout"] in (b"no 13\n", b"no 2\n", b"read False\n"), r
+    healthy(hw)
+
+
+def test_processor_environment(hw):
+    if hw.uid_base is None and hw.rank < 2:
+        pytest.skip("level %s without root: the stage shares the processor's uid" % hw.level)
+    r = run(hw, "import os\nout = []\nfor p in ['/proc/1/environ', '/proc/%d/environ', '/proc/%d/cmdline']:\n"
+                "    try:\n        out.append(b'CORRAL_ISOLATION' in open(p, 'rb').read())\n"
+                "    except OSError as e:\n        out.append(e.errno)\nprint(out)"
+            .replace("%d", str(hw.proc.pid)))
+    assert b"True" not in r["stdout"], r
+    healthy(hw)
+
+
+def test_kill_the_processor(hw):
+    r = run(hw, "import os, signal\nres = []\nfor pid in (-1, %d, 1):\n    try:\n"
+                "        os.kill(pid, signal.SIGKILL)\n        res.append('sent')\n"
+                "    except OSError as e:\n        res.append(e.errno)\nprint(res)" % hw.proc.pid)
+    assert hw.alive(), hw.log()
+    assert r["status"] in ("ok", "signal"), r  # kill(-1) may take the program itself
+    healthy(hw)
+
+
+def test_ptrace(hw):
+    if hw.uid_base is None and hw.rank < 1:
+        pytest.skip("level none without root: ptrace of one's own uid is not stopped")
+    r = run(hw, "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                "rc = libc.ptrace(16, %d, 0, 0)\nprint(rc, ctypes.get_errno())" % hw.proc.pid)
+    assert r["stdout"].startswith(b"-1 "), r  # PTRACE_ATTACH refused
+    healthy(hw)
+
+
+def test_setuid_binary(hw):
+    r = run(hw, "import subprocess\np = subprocess.run(['/bin/su', 'root', '-c', 'id -u'], input=b'',"
+                " capture_output=True, timeout=5)\nprint(p.returncode, p.stdout)")
+    assert r["status"] == "ok", r
+    assert not r["stdout"].startswith(b"0 "), r
+    assert b"b'0\\n'" not in r["stdout"], r
+    healthy(hw)
+
+
+def test_namespaces_and_mounts_refused(hw):
+    need(hw, "seccomp", "no seccomp filter at this level")
+    r = run(hw, "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nres = []\n"
+                "for call in (lambda: libc.unshare(0x10000000), lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None),"
+                " lambda: libc.syscall(425, 1, None)):\n"
+                "    rc = call()\n    res.append((rc, ctypes.get_errno()))\nprint(res)")
+    # unshare(CLONE_NEWUSER), mount, io_uring_setup: all EPERM (1)
+    assert r["stdout"] in (b"[(-1, 1), (-1, 1), (-1, 1)]\n",), r
+    healthy(hw)
+
+
+# ---- network ---------------------------------------------------------------
+
+def test_network(hw):
+    need(hw, "namespaces", "no network namespace: not probing the network from the host")
+    code = """import socket
+res = {}
+def tcp(host, port):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect((host, port))
+        return 'connected'
+    except OSError as e:
+        return e.errno
+res['worker'] = tcp('127.0.0.1', %d)
+res['outside'] = tcp('192.0.2.1', 80)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b'x', ('192.0.2.1', 53))
+    res['udp'] = 'sent'
+except OSError as e:
+    res['udp'] = e.errno
+try:
+    socket.getaddrinfo('example.com', 80)
+    res['dns'] = 'resolved'
+except OSError as e:
+    res['dns'] = 'failed'
+print(sorted(res.items()))
+""" % hw.port
+    r = run(hw, code)
+    out = r["stdout"].decode()
+    assert "connected" not in out and "sent" not in out and "resolved" not in out, r
+    assert "('outside', 101)" in out and "('udp', 101)" in out, r  # ENETUNREACH
+    assert "('worker', 111)" in out, r  # ECONNREFUSED: the ns's own lo
+    healthy(hw)
