@@ -15,12 +15,14 @@
 #include "log.h"
 #include "processor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +36,25 @@ static int64_t now_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* A previous life killed -9 leaves its slots' work tmpfs mounted on
+ * <state>/work/<pid>.slotN; removing the state dir fails on them (and
+ * under s6 every restart would fail), so detach them first. */
+static void detach_stale_mounts(void)
+{
+	char work[4200];
+	snprintf(work, sizeof work, "%s/work", state_dir);
+	DIR *d = opendir(work);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char p[4500];
+		if (e->d_name[0] != '.' && snprintf(p, sizeof p, "%s/%s", work, e->d_name) < (int)sizeof p)
+			umount2(p, MNT_DETACH); /* EINVAL when it is no mount point: fine */
+	}
+	closedir(d);
+}
+
 static int make_state_dir(const pr_config *cfg)
 {
 	if (cfg->state_dir)
@@ -42,6 +63,8 @@ static int make_state_dir(const pr_config *cfg)
 		snprintf(state_dir, sizeof state_dir, "%s/corral.%d",
 		         cr_env("TMPDIR") ? cr_env("TMPDIR") : "/tmp", (int)getpid());
 	/* Ours alone: whatever a previous run (killed -9) left is stale. */
+	if (geteuid() == 0)
+		detach_stale_mounts();
 	if (cr_rmtree(state_dir) && errno != ENOENT)
 		return -1;
 	char work[4200];
