@@ -158,6 +158,18 @@ class Stack:
                 left.append("%s (uid %d): %s" % (p.name, uid, cmd))
         return left
 
+    def log_tail(self, service, n=12):
+        try:
+            lines = (self.dir / "log" / service / "current").read_text(errors="replace")
+        except OSError as e:
+            return str(e)
+        return "\n".join(lines.splitlines()[-n:])
+
+    def mounts(self):
+        """Mount points left under the stack dir (a slot's work tmpfs)."""
+        with open("/proc/self/mountinfo") as f:
+            return [l.split()[4] for l in f if l.split()[4].startswith(str(self.dir) + "/")]
+
     def stop(self):
         r = subprocess.run(["sh", str(STACK), "stop"], env=self.env, capture_output=True,
                            text=True, timeout=60)
@@ -282,7 +294,8 @@ def kill_and_time(stack, svc, offset):
             # 1 ms apart: a busy loop here would take one of the box's two
             # cores from the worker that is starting.
             time.sleep(0.001)
-    assert answered, "%s did not answer within 10 s of SIGKILL" % svc
+    assert answered, "%s did not answer within 10 s of SIGKILL; svstat %s; its log:\n%s" % (
+        svc, stack.svstat(svc, "up,ready,pid,exitcode,signal"), stack.log_tail(svc))
     # The worker listens before it signals readiness: s6-supervise may not
     # have read the notification yet when the first ping is answered.
     while True:
@@ -369,7 +382,7 @@ def test_sigkill_during_a_run_leaves_nothing_of_it(stack):
             if ping(url)["ok"] is True:
                 break
         except (OSError, sp.SPError):
-            assert time.time() < deadline, "%s not back" % svc
+            assert time.time() < deadline, "%s not back; its log:\n%s" % (svc, stack.log_tail(svc))
             time.sleep(0.01)
     stack.pids.add(int(stack.svstat(svc, "pid")[0]))
 
@@ -381,6 +394,8 @@ def test_stop_leaves_no_process(stack):
     assert "stopped" in stack.output()
     time.sleep(0.2)  # the last zombies get reaped by init
     assert stack.leftovers() == []
+    # every worker, SIGKILLed ones included, left no mount behind
+    assert stack.mounts() == []
     for svc in stack.services():
         assert "msg=stopped" in (stack.dir / "log" / svc / "current").read_text(), svc
     # and a second stop says there is nothing to stop
@@ -402,6 +417,7 @@ def test_ctrl_c_stops_everything():
         assert "stopping" in s.output() and "stopped" in s.output()
         time.sleep(0.2)
         assert s.leftovers() == []
+        assert s.mounts() == []
     finally:
         s.cleanup()
 
