@@ -61,7 +61,8 @@ class Gateway:
         self.wait_healthy(len(workers) if ready is None else ready)
 
     def log(self):
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -129,6 +130,11 @@ class Gateway:
     def alive(self):
         return self.proc.poll() is None
 
+    def sanitized(self):
+        """True when the binary runs under ASan (its RSS means little)."""
+        with open("/proc/%d/maps" % self.proc.pid) as f:
+            return "libasan" in f.read()
+
     def stop(self, timeout=20):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -138,6 +144,10 @@ class Gateway:
                 self.proc.kill()
                 self.proc.wait()
         self.log_file.close()
+        log = self.log()
+        # a sanitizer report (ASan/UBSan/LSan at exit) fails whoever stops us
+        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert needle not in log, "gateway sanitizer report:\n" + log[-6000:]
         return self.proc.returncode
 
 

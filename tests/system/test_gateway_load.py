@@ -93,7 +93,8 @@ def test_burst_of_32_connections(worker_factory, tmp_path):
         fds1, rss1 = gw.fds(), gw.rss_kb()
         print("fds %d -> %d, rss %d kB -> %d kB" % (fds0, fds1, rss0, rss1))
         assert fds1 <= fds0, "fds %d -> %d" % (fds0, fds1)
-        assert rss1 < rss0 + 32 * 1024, "rss %d kB -> %d kB" % (rss0, rss1)
+        asan = gw.sanitized()  # ASan's quarantine keeps freed memory: leaks are LSan's job then
+        assert asan or rss1 < rss0 + 32 * 1024, "rss %d kB -> %d kB" % (rss0, rss1)
         # a second burst does not grow it further (no leak per request)
         statuses2, errors2, _, out2 = run_wrk(gw.url, body, max(5, LOAD_SECONDS // 3), 32, 2, str(tmp_path))
         assert not {s for s in statuses2 if s not in (200, 429, 503)}, out2
@@ -102,7 +103,7 @@ def test_burst_of_32_connections(worker_factory, tmp_path):
             time.sleep(0.2)
         rss2 = gw.rss_kb()
         print("after second burst: rss %d kB" % rss2)
-        assert rss2 < rss1 + 8 * 1024, "rss %d kB -> %d kB" % (rss1, rss2)
+        assert asan or rss2 < rss1 + 8 * 1024, "rss %d kB -> %d kB" % (rss1, rss2)
         assert gw.run(body)[0] == 200
     finally:
         gw.stop()
