@@ -485,3 +485,19 @@ def test_deadline_504(worker_factory, tmp_path):
     finally:
         os.kill(w.proc.pid, signal.SIGCONT)
         gw.stop()
+
+
+def test_documented_routes_are_served(stack):
+    """docs/openapi.yaml and the gateway agree on the routes."""
+    import re
+    spec = (os.path.dirname(__file__) + "/../../docs/openapi.yaml")
+    with open(spec) as f:
+        text = f.read()
+    paths = re.findall(r"^  (/\S*):\n    (get|post):", text, re.M)
+    assert len(paths) == 7, paths
+    for path, method in paths:
+        body = {"runtime": "python", "code": "print(1)"} if path == "/v1/run" else \
+            {"language": "python", "version": "*", "files": [{"content": "print(1)"}]} \
+            if path == "/api/v2/execute" else None
+        st, _, _ = stack.request(method.upper(), path, body)
+        assert st == 200, (path, st)
