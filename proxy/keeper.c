@@ -228,10 +228,11 @@ static void kill_uid(int uid)
 	if (h == 0) {
 		if (syscall(SYS_setresuid, uid, uid, uid) < 0)
 			_exit(1);
-		for (int i = 0; i < 1000; i++)
-			if (kill(-1, SIGKILL) < 0 && errno == ESRCH)
-				_exit(0);
-		_exit(2);
+		/* One round reaches every process of the uid (a process with a
+		 * SIGKILL pending cannot fork); zombies also count as found, so
+		 * "until ESRCH" would spin until we reap: reap_all repeats instead. */
+		kill(-1, SIGKILL);
+		_exit(0);
 	}
 	if (h > 0)
 		while (waitpid(h, NULL, 0) < 0 && errno == EINTR)
@@ -307,9 +308,10 @@ static void kill_tree(keeper *k)
 		if (join2(path, sizeof path, cg->unified, "/cgroup.kill"))
 			write_str(path, "1");
 	}
-	if (reap(k) < 0 && !p->uid_kill)
+	bool left = reap(k) == 0; /* children of ours still there */
+	if (!left && !p->uid_kill)
 		return; /* nothing of the tree is left */
-	if (cg && cg->freezer[0])
+	if (left && cg && cg->freezer[0])
 		freeze_and_kill(cg->freezer);
 	if (p->uid >= 0 && p->uid_kill)
 		kill_uid(p->uid);
@@ -323,6 +325,8 @@ static void reap_all(keeper *k)
 	for (int i = 0; reap(k) == 0; i++) {
 		if (i > 0) {
 			kill_children_scan();
+			if (k->p->uid_kill && k->p->uid >= 0 && !(k->p->sb && k->p->sb->namespaces))
+				kill_uid(k->p->uid);
 			if (cg && cg->pids[0])
 				each_listed(cg->pids, kill_one, NULL);
 			if (cg && cg->mem[0])
