@@ -230,7 +230,7 @@ static json_t *parse_body(call *c)
 		return NULL;
 	}
 	json_error_t e;
-	json_t *j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+	json_t *j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
 	if (j)
 		return j;
 	const char *ct = nng_http_req_get_header(c->req, "Content-Type");

@@ -287,7 +287,7 @@ static void send_cancel(attempt *a)
 
 /* ---- attempts ---------------------------------------------------------- */
 
-static bool obj_true(const msgpack_object *o)
+static bool reply_ok(const msgpack_object *o)
 {
 	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
 }
@@ -330,7 +330,7 @@ static void attempt_reply(gw_invocation *inv, attempt *a, nng_msg *msg)
 	size_t n;
 	if (cr_obj_bytes(cr_obj_get(&u.data, "worker"), &p, &n))
 		snprintf(a->wname, sizeof(a->wname), "%.*s", (int)n, p);
-	if (obj_true(cr_obj_get(&u.data, "ok"))) {
+	if (reply_ok(cr_obj_get(&u.data, "ok"))) {
 		if (inv->finished) { /* a loser that finished before its cancel landed */
 			set_detail(a, "lost", "finished before the cancel landed");
 			goto done;
@@ -621,7 +621,7 @@ static void advance(gw_invocation *inv)
 			fail_all(inv);
 		return;
 	}
-	gw_worker *w[2], *tried[MAX_ATTEMPTS];
+	gw_worker *w[2], *tried[MAX_ATTEMPTS] = { 0 };
 	for (int i = 0; i < inv->natt; i++)
 		tried[i] = inv->att[i].w;
 	int want = first && inv->hedge_ms < 0 ? inv->width : 1;

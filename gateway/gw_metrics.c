@@ -16,7 +16,7 @@
 #include "gw.h"
 
 static atomic_ullong counters[GW_M_NCOUNTERS];
-static atomic_int inflight;
+static atomic_int inflight_now;
 
 static const struct { const char *name, *help; } counter_info[GW_M_NCOUNTERS] = {
 	[GW_M_RACES_WON] = { "corral_gateway_races_won_total", "Invocations won by one of two racing workers." },
@@ -43,8 +43,8 @@ static atomic_int nrows;
 static pthread_mutex_t rows_mtx = PTHREAD_MUTEX_INITIALIZER;
 
 void gw_metric_inc(enum gw_counter c) { atomic_fetch_add(&counters[c], 1); }
-void gw_metric_inflight(int delta) { atomic_fetch_add(&inflight, delta); }
-int gw_metric_inflight_get(void) { return atomic_load(&inflight); }
+void gw_metric_inflight(int delta) { atomic_fetch_add(&inflight_now, delta); }
+int gw_metric_inflight_get(void) { return atomic_load(&inflight_now); }
 
 void gw_metric_http(const char *route, int status)
 {
@@ -72,14 +72,14 @@ void gw_metric_http(const char *route, int status)
 }
 
 /* A growable string for the scrape. */
-typedef struct buf {
+typedef struct textbuf {
 	char *p;
 	size_t len, cap;
 	bool oom;
-} buf;
+} textbuf;
 
-static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(buf *b, const char *fmt, ...)
+static void bprintf(textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(textbuf *b, const char *fmt, ...)
 {
 	va_list ap;
 	for (;;) {
@@ -103,7 +103,7 @@ static void bprintf(buf *b, const char *fmt, ...)
 	}
 }
 
-static void render_counters(buf *b)
+static void render_counters(textbuf *b)
 {
 	for (int i = 0; i < GW_M_NCOUNTERS; i++) {
 		bprintf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counter_info[i].name,
@@ -112,7 +112,7 @@ static void render_counters(buf *b)
 	}
 	bprintf(b, "# HELP corral_gateway_in_flight Invocations in progress.\n"
 	           "# TYPE corral_gateway_in_flight gauge\ncorral_gateway_in_flight %d\n",
-	        atomic_load(&inflight));
+	        atomic_load(&inflight_now));
 	bprintf(b, "# HELP corral_gateway_http_requests_total HTTP requests by route and status.\n"
 	           "# TYPE corral_gateway_http_requests_total counter\n");
 	int n = atomic_load(&nrows);
@@ -121,7 +121,7 @@ static void render_counters(buf *b)
 		        rows[i].route, rows[i].status, (unsigned long long)atomic_load(&rows[i].n));
 }
 
-static void render_histograms(buf *b)
+static void render_histograms(textbuf *b)
 {
 	bprintf(b, "# HELP corral_gateway_invocation_seconds Latency of successful invocations.\n"
 	           "# TYPE corral_gateway_invocation_seconds histogram\n");
@@ -147,7 +147,7 @@ static void render_histograms(buf *b)
 		        rt->name, rt->version, rt->nqueued);
 }
 
-static void render_workers(buf *b)
+static void render_workers(textbuf *b)
 {
 	bprintf(b, "# HELP corral_gateway_worker_healthy 1 when the worker answers pings.\n"
 	           "# TYPE corral_gateway_worker_healthy gauge\n");
@@ -171,7 +171,7 @@ static void render_workers(buf *b)
 
 char *gw_metrics_render(size_t *len)
 {
-	buf b = { 0 };
+	textbuf b = { 0 };
 	render_counters(&b);
 	gw_lock();
 	render_histograms(&b);

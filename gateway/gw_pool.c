@@ -83,7 +83,7 @@ static char *obj_strdup(const msgpack_object *o)
 	return strndup(p, n);
 }
 
-static void parse_limits(const msgpack_object *m, cr_limits *l)
+static void info_limits(const msgpack_object *m, cr_limits *l)
 {
 	*l = CR_LIMITS_UNSET;
 	if (!m || m->type != MSGPACK_OBJECT_MAP)
@@ -138,9 +138,9 @@ static void runtime_update(gw_runtime *rt, const msgpack_object *info)
 		free(entry);
 	}
 	const msgpack_object *l = cr_obj_get(info, "limits");
-	parse_limits(l ? cr_obj_get(l, "default") : NULL, &rt->def_limits);
+	info_limits(l ? cr_obj_get(l, "default") : NULL, &rt->def_limits);
 	l = cr_obj_get(info, "compile_limits");
-	parse_limits(l ? cr_obj_get(l, "default") : NULL, &rt->def_compile);
+	info_limits(l ? cr_obj_get(l, "default") : NULL, &rt->def_compile);
 }
 
 int gw_runtime_healthy(const gw_runtime *rt)
@@ -348,7 +348,7 @@ static void probe_apply_info(gw_worker *w, const msgpack_object *m)
 	free(version);
 }
 
-static bool obj_true(const msgpack_object *o)
+static bool probe_ok(const msgpack_object *o)
 {
 	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
 }
@@ -363,7 +363,7 @@ static void probe_apply(probe *p, nng_msg *msg)
 	        MSGPACK_UNPACK_SUCCESS ||
 	    u.data.type != MSGPACK_OBJECT_MAP) {
 		gw_worker_eject(w, "unreadable probe reply");
-	} else if (!obj_true(cr_obj_get(&u.data, "ok"))) {
+	} else if (!probe_ok(cr_obj_get(&u.data, "ok"))) {
 		gw_worker_eject(w, "probe answered ok=false");
 	} else if (p->info) {
 		probe_apply_info(w, &u.data);
