@@ -263,3 +263,37 @@ def test_case(rt, path, module_workers):
     case = Case(rt, path)
     reply = module_workers(rt).call(case.request())
     check_reply(case, reply, (RUNTIMES / rt / "compile.sh").exists())
+
+
+def test_conf_parser_rejects_what_the_contract_does_not_allow(tmp_path):
+    """The checker of runtime.conf itself: a bad file must not pass."""
+    good = "# c\n\nname = x\naliases = a b\nversion = PATH=/bin; echo 1\n"
+    (tmp_path / "runtime.conf").write_text(good)
+    assert parse_conf(tmp_path / "runtime.conf") == {
+        "name": "x", "aliases": "a b", "version": "PATH=/bin; echo 1"}
+    for bad, why in (("name x\nversion = v\n", "key = value"),
+                     ("name = x\nversion = v\ncolour = red\n", "unknown key"),
+                     ("name = x\nname = y\nversion = v\n", "given twice"),
+                     ("name = x\n", "'version'"),
+                     ("= x\nname = x\nversion = v\n", "key = value")):
+        (tmp_path / "runtime.conf").write_text(bad)
+        with pytest.raises(ValueError, match=why):
+            parse_conf(tmp_path / "runtime.conf")
+
+
+def test_case_loader_rejects_typos(tmp_path):
+    """A misspelt expectation must be an error, not a weaker test."""
+    d = tmp_path / "typo"
+    (d / "files").mkdir(parents=True)
+    (d / "files" / "a.sh").write_text("echo hi\n")
+    for spec, why in (({"expect": {"run": {"stdout_contain": "hi"}}}, "unknown keys"),
+                      ({"expect": {"run": {"status": "fine"}}}, "status"),
+                      ({"expect": {"compile": {}}}, "expect.run missing"),
+                      ({"args": [], "expekt": {}}, "unknown keys"),
+                      ({"entry": "b.sh", "expect": {"run": None}}, "not in files")):
+        (d / "case.json").write_text(json.dumps(spec))
+        with pytest.raises(ValueError, match=why):
+            Case("bash", d)
+    (d / "case.json").write_text(json.dumps({"expect": {"run": {"stdout": "hi\n"}}}))
+    case = Case("bash", d)
+    assert case.entry == "a.sh" and case.request()["files"][0]["name"] == "a.sh"
