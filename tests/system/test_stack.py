@@ -87,7 +87,9 @@ class Stack:
                         CORRAL_STACK_PORT_BASE=str(self.port_base),
                         CORRAL_STACK_UID_BASE=str(UID_BASE),
                         CORRAL_STACK_SLOTS=str(SLOTS),
-                        CORRAL_STACK_DRAIN_MS="2000")
+                        CORRAL_STACK_DRAIN_MS="2000",
+                        # for the gateway service, when the stack has one
+                        CORRAL_STACK_GATEWAY_PORT=str(self.port_base + 90))
         self.out_path = self.dir / "stack.out"
         self.out = open(self.out_path, "wb")
         # Its own process group, as a shell's foreground job has.
@@ -111,6 +113,11 @@ class Stack:
         if not self.scan.is_dir():
             return []
         return sorted(p.name for p in self.scan.iterdir() if not p.name.startswith("."))
+
+    def worker_services(self):
+        """The services that are corral workers (not the gateway...)."""
+        return [s for s in self.services()
+                if "corral-processor" in (self.scan / s / "run").read_text()]
 
     def svstat(self, service, fields="up,ready,pid,updownsince,readysince", must=True):
         r = subprocess.run(["s6-svstat", "-o", fields, str(self.scan / service)],
@@ -235,9 +242,9 @@ def test_every_installed_runtime_has_two_ready_workers(stack):
     assert installed, stack.output()
     for rt in installed:
         assert {"%s-1" % rt, "%s-2" % rt} <= set(stack.workers), stack.workers
-    assert set(stack.services()) == set(stack.workers)
+    assert set(stack.worker_services()) == set(stack.workers)
     # distinct uid bases and ports, as generated
-    runs = [(stack.scan / s / "run").read_text() for s in stack.services()]
+    runs = [(stack.scan / s / "run").read_text() for s in stack.worker_services()]
     uid_bases = [re.search(r"'--uid-base' '(\d+)'", r).group(1) for r in runs]
     assert len(set(uid_bases)) == len(runs)
     assert len(set(stack.workers.values())) == len(runs)
@@ -254,7 +261,7 @@ def test_each_worker_runs_its_hello_case(stack):
 
 
 def test_logs_hold_the_workers_structured_lines(stack):
-    for svc in stack.services():
+    for svc in stack.worker_services():
         current = stack.dir / "log" / svc / "current"
         text = current.read_text()
         assert re.search(r"level=info prog=corral-processor msg=ready .*runtime=%s" %
@@ -396,7 +403,7 @@ def test_stop_leaves_no_process(stack):
     assert stack.leftovers() == []
     # every worker, SIGKILLed ones included, left no mount behind
     assert stack.mounts() == []
-    for svc in stack.services():
+    for svc in stack.worker_services():
         assert "msg=stopped" in (stack.dir / "log" / svc / "current").read_text(), svc
     # and a second stop says there is nothing to stop
     again = subprocess.run(["sh", str(STACK), "stop"], env=stack.env, capture_output=True,
