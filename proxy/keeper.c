@@ -433,9 +433,6 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	int sfd = signalfd(-1, &want, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || prctl(PR_SET_PDEATHSIG, SIGHUP) < 0 ||
 	    prctl(PR_SET_CHILD_SUBREAPER, 1) < 0 ||
-	    /* our memory and environ are the processor's: not for the stage's
-	     * eyes, even when it shares our uid (user namespace) */
-	    prctl(PR_SET_DUMPABLE, 0) < 0 ||
 	    (!(p->sb && p->sb->namespaces) && getppid() != parent))
 		_exit(3); /* (in a new pid namespace our parent is not visible) */
 	int keepfds[16] = { p->ctl_fd, p->report_fd, p->stdin_fd, p->stdout_fd,
@@ -450,6 +447,11 @@ static void keeper_main(const px_plan *p, pid_t parent)
 		ssize_t n = write(p->report_fd, &k.r, sizeof k.r);
 		_exit(n == sizeof k.r ? 0 : 6);
 	}
+	/* Our memory and environ are the processor's: not for the stage's
+	 * eyes, even when it shares our uid (user namespace). After the
+	 * sandbox: not dumpable, we could not write our own uid_map. */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		_exit(7);
 	int failp[2];
 	if (pipe2(failp, O_CLOEXEC) < 0)
 		_exit(5);
