@@ -16,7 +16,7 @@
 
 enum { O_LISTEN, O_RUNTIME, O_STATE, O_SLOTS, O_UID, O_NOTIFY, O_DRAIN, O_NAME,
        O_MAXMSG, O_LIM, O_MAXLIM, O_CLIM, O_MAXCLIM, O_MAXFILES, O_MAXFILE,
-       O_MAXTOTAL, O_N };
+       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_N };
 
 static const struct opt {
 	const char *flag, *env, *arg, *help;
@@ -56,6 +56,18 @@ static const struct opt {
 	                "one file of a request [8M]" },
 	[O_MAXTOTAL] = { "--max-request-bytes", "CORRAL_MAX_REQUEST_BYTES", "BYTES",
 	                 "all files plus stdin of a request [16M]" },
+	[O_ISO] = { "--isolation", "CORRAL_ISOLATION", "LEVEL",
+	            "sandbox level: auto (the best the kernel allows), none, seccomp, "
+	            "namespaces or full; see docs/isolation.md [auto]" },
+	[O_MINISO] = { "--min-isolation", "CORRAL_MIN_ISOLATION", "LEVEL",
+	               "refuse to start below this level [none]" },
+	[O_TMP] = { "--tmp-bytes", "CORRAL_TMP_BYTES", "BYTES",
+	            "size of each run's private /tmp (namespace levels) [64M]" },
+	[O_WORKDIR] = { "--workdir-bytes", "CORRAL_WORKDIR_BYTES", "BYTES",
+	                "as root, put each slot's work dirs on a tmpfs of this size [off]" },
+	[O_VERSION] = { "--runtime-version", "CORRAL_RUNTIME_VERSION", "VERSION",
+	                "the runtime's version, instead of running runtime.conf's version "
+	                "command at every start (faster restarts) [run it]" },
 };
 
 static void usage(FILE *f)
@@ -149,6 +161,22 @@ static int apply(pr_config *c, int o, const char *v)
 	case O_MAXTOTAL:
 		if (set_int(o, v, 1, 1LL << 31, &n)) return -1;
 		c->caps.max_total_bytes = (size_t)n; return 0;
+	case O_ISO: case O_MINISO: {
+		static const char *const levels[] = { "auto", "none", "seccomp", "namespaces", "full" };
+		for (size_t i = o == O_ISO ? 0 : 1; i < sizeof levels / sizeof *levels; i++)
+			if (strcmp(v, levels[i]) == 0) {
+				*(o == O_ISO ? &c->isolation : &c->min_isolation) = levels[i];
+				return 0;
+			}
+		return bad(o, v, o == O_ISO ? "expected auto, none, seccomp, namespaces or full"
+		                            : "expected none, seccomp, namespaces or full");
+	}
+	case O_TMP: return set_int(o, v, 1 << 20, 1LL << 40, &c->tmp_bytes);
+	case O_WORKDIR: return set_int(o, v, 1 << 20, 1LL << 40, &c->workdir_bytes);
+	case O_VERSION:
+		if (!*v || strlen(v) >= 64 || strpbrk(v, " \t\n"))
+			return bad(o, v, "expected a version without spaces, under 64 characters");
+		c->runtime_version = v; return 0;
 	default:
 		if (cr_parse_limits(v, lims[o - O_LIM], err, sizeof err))
 			return bad(o, v, err);

@@ -103,7 +103,8 @@ static int start(pr_config *cfg, pr_runtime *rt)
 		       cr_log_quote(q, sizeof q, state_dir), strerror(errno));
 		return -1;
 	}
-	if (pr_runtime_load(rt, cfg->runtime_dir, state_dir, err, sizeof err)) {
+	if (pr_runtime_load(rt, cfg->runtime_dir, state_dir, cfg->runtime_version, err,
+	                    sizeof err)) {
 		cr_log("error", "cannot load the runtime", "error=%s", cr_log_quote(q, sizeof q, err));
 		return -1;
 	}
@@ -116,6 +117,10 @@ static int start(pr_config *cfg, pr_runtime *rt)
 		.nslots = cfg->slots,
 		.uid_base = cfg->uid_base,
 		.gid = -1,
+		.isolation = cfg->isolation ? cfg->isolation : "auto",
+		.min_isolation = cfg->min_isolation ? cfg->min_isolation : "none",
+		.tmp_bytes = cfg->tmp_bytes,
+		.workdir_bytes = cfg->workdir_bytes,
 	};
 	if (px_init(&pc, err, sizeof err)) {
 		cr_log("error", "cannot start the sandbox", "error=%s", cr_log_quote(q, sizeof q, err));

@@ -35,6 +35,11 @@ typedef struct pr_config {
 	cr_caps caps;
 	cr_limits run_default, run_max;
 	cr_limits compile_default, compile_max;
+	const char *isolation;     /* NULL: auto */
+	const char *min_isolation; /* NULL: none */
+	int64_t tmp_bytes;
+	int64_t workdir_bytes;
+	const char *runtime_version; /* NULL: run runtime.conf's command */
 } pr_config;
 
 /* config.c: 0 to run, 1 when --help was printed, -1 on a bad flag. */
@@ -49,8 +54,8 @@ typedef struct pr_runtime {
 } pr_runtime;
 
 /* runtime.c */
-int pr_runtime_load(pr_runtime *rt, const char *dir, const char *state_dir, char *err,
-                    size_t errlen);
+int pr_runtime_load(pr_runtime *rt, const char *dir, const char *state_dir,
+                    const char *version, char *err, size_t errlen);
 
 /* The limits of a stage: absent ones take defaults, none may pass max.
  * 0, or -1 with a bad_request message. */

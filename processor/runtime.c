@@ -134,8 +134,8 @@ static bool is_file(const char *dir, const char *name, bool exec)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && (!exec || (st.st_mode & 0111));
 }
 
-int pr_runtime_load(pr_runtime *rt, const char *dir, const char *state_dir, char *err,
-                    size_t errlen)
+int pr_runtime_load(pr_runtime *rt, const char *dir, const char *state_dir,
+                    const char *version, char *err, size_t errlen)
 {
 	char cmd[1024] = "";
 	memset(rt, 0, sizeof *rt);
@@ -150,7 +150,9 @@ int pr_runtime_load(pr_runtime *rt, const char *dir, const char *state_dir, char
 		snprintf(err, errlen, "%s/compile.sh: not executable", dir);
 		return -1;
 	}
-	if (!cmd[0])
+	if (version)
+		snprintf(rt->version, sizeof rt->version, "%s", version);
+	else if (!cmd[0])
 		snprintf(rt->version, sizeof rt->version, "unknown");
 	else if (run_version(dir, cmd, rt->version, sizeof rt->version, err, errlen))
 		return -1;

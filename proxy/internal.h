@@ -23,6 +23,12 @@
 
 #define PX_PATH 512
 
+/* ---- proxy.c ------------------------------------------------------------ */
+
+/* Identity of slot i's stages: -1 when the uid is not changed. */
+int px_slot_uid(int i);
+int px_slot_gid(int i);
+
 /* ---- workdir.c ---------------------------------------------------------- */
 
 /* Makes dir (mode 0700, owned by uid:gid when uid >= 0) holding exactly

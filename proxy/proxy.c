@@ -250,11 +250,10 @@ static int make_slots(int n, char *err, size_t errlen)
 	return 0;
 }
 
-/* The level asked for (-1: the best) and the minimum, from cfg or env. */
+/* The level asked for (-1: the best) and the minimum. */
 static int parse_levels(const px_config *cfg, int *want, int *min, char *err, size_t errlen)
 {
-	const char *w = cfg->isolation ? cfg->isolation : getenv("CORRAL_ISOLATION");
-	const char *m = cfg->min_isolation ? cfg->min_isolation : getenv("CORRAL_MIN_ISOLATION");
+	const char *w = cfg->isolation, *m = cfg->min_isolation;
 	*want = -1;
 	*min = PX_LEVEL_NONE;
 	if (w && *w && strcmp(w, "auto") && (*want = px_level_parse(w)) < 0) {
@@ -272,6 +271,16 @@ static int parse_levels(const px_config *cfg, int *want, int *min, char *err, si
 		return -1;
 	}
 	return 0;
+}
+
+int px_slot_uid(int i) { return px_w.uid_drop ? px_w.cfg.uid_base + i : -1; }
+
+/* A group of its own per slot unless the operator named one. */
+int px_slot_gid(int i)
+{
+	if (!px_w.uid_drop)
+		return -1;
+	return px_w.cfg.gid > 0 ? px_w.cfg.gid : px_w.cfg.uid_base + i;
 }
 
 int px_init(const px_config *cfg, char *err, size_t errlen)
@@ -292,19 +301,12 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	px_w.uid_drop = cfg->uid_base > 0;
-	if (px_w.uid_drop && px_w.cfg.gid <= 0)
-		px_w.cfg.gid = 65534; /* nogroup: never root's group */
 	if (check_runtime(cfg, err, errlen) < 0 || make_work_root(cfg, err, errlen) < 0)
 		return -1;
 	px_w.cfg.runtime_dir = px_w.runtime_dir;
 	px_w.cfg.work_root = px_w.work_root;
 	px_w.tmp_bytes = cfg->tmp_bytes > 0 ? cfg->tmp_bytes : 64 << 20;
 	px_w.workdir_bytes = cfg->workdir_bytes;
-	const char *wb = getenv("CORRAL_WORKDIR_BYTES");
-	if (!px_w.workdir_bytes && wb && *wb && cr_parse_size(wb, &px_w.workdir_bytes) < 0) {
-		snprintf(err, errlen, "bad CORRAL_WORKDIR_BYTES '%s'", wb);
-		return -1;
-	}
 	int want, min;
 	if (parse_levels(cfg, &want, &min, err, errlen) < 0)
 		return -1;
@@ -527,8 +529,7 @@ int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size
 	}
 	slot_begin(slot);
 	inv v = { .slot = slot, .job = job,
-	          .uid = px_w.uid_drop ? px_w.cfg.uid_base + slot->index : -1,
-	          .gid = px_w.uid_drop ? px_w.cfg.gid : -1 };
+	          .uid = px_slot_uid(slot->index), .gid = px_slot_gid(slot->index) };
 	int rc = make_dirs(&v, err, errlen);
 	if (rc == 0)
 		rc = stages(&v, res, err, errlen);

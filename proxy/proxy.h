@@ -31,7 +31,9 @@ typedef struct px_config {
 	const char *work_root;   /* work dirs are created below it */
 	bool has_compile;        /* runtime_dir/compile.sh exists */
 	int nslots;
-	/* Unprivileged identity: slot i runs as uid_base + i, gid `gid`.
+	/* Unprivileged identity: slot i runs as uid uid_base + i and gid
+	 * `gid`, or gid uid_base + i when gid <= 0 (a group per slot; root's
+	 * group is never used).
 	 * uid_base < 0: do not change uid (processor not root). */
 	int uid_base;
 	int gid;
@@ -39,18 +41,16 @@ typedef struct px_config {
 	char *const *base_env;
 	/* Isolation level (docs/isolation.md): NULL or "auto" = the best the
 	 * kernel allows, else exactly "none", "seccomp", "namespaces" or
-	 * "full" (px_init fails when it cannot have it). NULL also looks at
-	 * the environment variable CORRAL_ISOLATION. */
+	 * "full" (px_init fails when it cannot have it). */
 	const char *isolation;
-	/* px_init fails when the level in force is below this one. NULL: the
-	 * environment variable CORRAL_MIN_ISOLATION, else "none". */
+	/* px_init fails when the level in force is below this one. NULL:
+	 * "none". */
 	const char *min_isolation;
 	/* Size of a stage's private /tmp (namespace levels); 0: 64 MiB. */
 	int64_t tmp_bytes;
 	/* As root, each slot's work dirs can live on a tmpfs of this size, so
-	 * that a disk fill stops there. 0: the environment variable
-	 * CORRAL_WORKDIR_BYTES (K/M/G suffixes), else plain folders (the
-	 * mounts outlive a SIGKILLed worker, so this is opt-in for now). */
+	 * that a disk fill stops there. 0: plain folders (the mounts outlive a
+	 * SIGKILLed worker, so this is opt-in for now). */
 	int64_t workdir_bytes;
 } px_config;
 

@@ -406,8 +406,8 @@ int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st, bool *canc
 	px_plan p = {
 		.exe = spec->exe, .argv = spec->argv, .envp = spec->envp,
 		.workdir = spec->workdir,
-		.uid = px_w.uid_drop ? px_w.cfg.uid_base + s->index : -1,
-		.gid = px_w.uid_drop ? px_w.cfg.gid : -1,
+		.uid = px_slot_uid(s->index),
+		.gid = px_slot_gid(s->index),
 		.uid_kill = px_w.uid_drop,
 		.stdin_fd = fds[0][0], .stdout_fd = fds[1][1], .stderr_fd = fds[2][1],
 		.ctl_fd = fds[3][0], .report_fd = fds[4][1],
