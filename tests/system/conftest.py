@@ -1,5 +1,6 @@
 """Fixtures shared by the system tests: they start the real binaries from
 the build dir (CORRAL_BUILD, default ./build) on real sockets."""
+import itertools
 import os
 import pathlib
 import signal
@@ -16,7 +17,11 @@ import sp  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("CORRAL_BUILD", REPO / "build"))
 RUNTIMES = REPO / "runtimes"
-_uid_bases = iter(range(62000, 64000, 16))  # distinct slot uids per worker
+# Slot uids: a block of 1024 per pytest session (from its pid), 16 per
+# worker, so that sessions running at once never share a uid (a run's
+# end kills every process of its slot uid).
+_UID_BLOCK = 1000000 + (os.getpid() % 8192) * 1024
+_uid_bases = itertools.cycle(range(_UID_BLOCK, _UID_BLOCK + 1024, 16))
 
 
 def free_port():
