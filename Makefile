@@ -112,3 +112,22 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- images and chart (owned by the images engineer; see docs/deploy.md) ----
+# Not part of `make test`: they need podman or docker and take minutes
+# (the debootstrap of the base alone). images/*.sh hold the steps so that
+# CI and a developer run the same thing.
+#   make images       base (debootstrap, cached), onbuild, runtimes, gateway
+#   make test-images  builds them, then runs them: tests/images/test_images.py
+#   make test-chart   helm lint/template + schema checks: tests/images/test_chart.py
+images:
+	@sh images/deps.sh
+	@sh images/build.sh all
+
+test-images: images
+	$(PY) -m pytest -q -p no:cacheprovider tests/images/test_images.py $(PYTEST_ARGS)
+
+.PHONY: test-chart
+test-chart:
+	@sh images/deps.sh
+	$(PY) -m pytest -q -p no:cacheprovider tests/images/test_chart.py $(PYTEST_ARGS)
