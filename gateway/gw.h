@@ -138,6 +138,8 @@ struct gw_worker {
 	nng_socket sock;
 	int slots;
 	int inflight; /* ours, on this worker */
+	int reported_busy; /* the worker's own count (ping), or slots after a
+	                    * `busy` reply: others may use it too */
 	bool healthy;
 	bool removed; /* dropped by discovery */
 	bool probing; /* a ping/info in flight */

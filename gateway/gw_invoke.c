@@ -66,6 +66,7 @@ struct gw_invocation {
 	attempt att[MAX_ATTEMPTS];
 	int natt, active, retries;
 	bool hedged;
+	bool last_busy; /* the last attempt to end was refused `busy` */
 	/* queue */
 	bool queued;
 	int64_t qstart, queued_ms;
@@ -377,6 +378,11 @@ static void attempt_reply(gw_invocation *inv, attempt *a, nng_msg *msg)
 		set_detail(a, cr_obj_eq(code, CR_E_BUSY) ? "busy" : a->cancel_sent ? "lost" : "error",
 		           "%.*s: %.*s", (int)cn, cp, (int)mn, mp);
 	}
+	if (cr_obj_eq(code, CR_E_BUSY)) {
+		/* its slots are taken by others: none of it until the next ping */
+		a->w->reported_busy = a->w->slots;
+		inv->last_busy = true;
+	}
 	if (a->cancel_sent)
 		goto done; /* our own cancel answered: the expected end of a loser */
 failed:
@@ -413,6 +419,9 @@ static void attempt_cb(void *arg)
 	a->live = false;
 	inv->active--;
 	a->w->inflight--;
+	if (a->w->reported_busy > 0)
+		a->w->reported_busy--; /* that run was part of the worker's count too */
+	inv->last_busy = false;
 	nng_ctx ctx = a->ctx;
 	nng_aio *aio = a->aio;
 	if (rv == 0) {
@@ -423,7 +432,9 @@ static void attempt_cb(void *arg)
 		if (a->outcome == NULL)
 			set_detail(a, a->cancel_sent ? "lost" : rv == NNG_ETIMEDOUT ? "timeout" : "error",
 			           "%s: %s", a->sent ? "reply" : "send", nng_strerror(rv));
-		if (a->cancel_sent)
+		if (rv == NNG_ETIMEDOUT && a->sent)
+			send_cancel(a); /* the worker would run it on, holding a slot */
+		if (a->cancel_sent && a->outcome && !strcmp(a->outcome, "lost"))
 			advance(inv);
 		else
 			attempt_failed(inv, a);
@@ -608,7 +619,9 @@ static void advance(gw_invocation *inv)
 		return;
 	}
 	bool first = inv->natt == 0;
-	if (!first && inv->retries >= gw_cfg.retries) {
+	/* a `busy` is no failure of the request: it waits for a slot instead */
+	bool retry = !first && !inv->last_busy;
+	if (retry && inv->retries >= gw_cfg.retries) {
 		fail_all(inv);
 		return;
 	}
@@ -630,7 +643,7 @@ static void advance(gw_invocation *inv)
 		enqueue(inv);
 		return;
 	}
-	if (!first) {
+	if (retry) {
 		inv->retries++;
 		gw_metric_inc(GW_M_RETRIES);
 	}

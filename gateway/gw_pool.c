@@ -246,15 +246,22 @@ static bool in_list(gw_worker *w, gw_worker *const *l, size_t n)
 	return false;
 }
 
+/* Slots taken: ours, or what the worker itself last said when more
+ * (other clients, runs it still finishes after we gave up on them). */
+static int taken(const gw_worker *w)
+{
+	return w->reported_busy > w->inflight ? w->reported_busy : w->inflight;
+}
+
 /* Busy-ness as a fraction of slots, scaled to compare in integers. */
 static long load_of(const gw_worker *w)
 {
-	return (long)w->inflight * 1000 / (w->slots > 0 ? w->slots : 1);
+	return (long)taken(w) * 1000 / (w->slots > 0 ? w->slots : 1);
 }
 
 static bool usable(const gw_worker *w, const gw_runtime *rt)
 {
-	return w->rt == rt && w->healthy && !w->removed && w->inflight < w->slots;
+	return w->rt == rt && w->healthy && !w->removed && taken(w) < w->slots;
 }
 
 /* Least busy first; among equally busy ones, the least recently picked,
@@ -333,6 +340,8 @@ static void probe_apply_info(gw_worker *w, const msgpack_object *m)
 				       w->url, name, version);
 			w->rt = rt;
 			w->slots = (int)slots;
+			int64_t busy;
+			w->reported_busy = cr_obj_int(cr_obj_get(m, "busy"), &busy) ? (int)busy : 0;
 			char *wn = obj_strdup(cr_obj_get(m, "worker"));
 			if (wn) {
 				char *slash = strrchr(wn, '/');
@@ -368,9 +377,11 @@ static void probe_apply(probe *p, nng_msg *msg)
 	} else if (p->info) {
 		probe_apply_info(w, &u.data);
 	} else {
-		int64_t slots;
+		int64_t slots, busy;
 		if (cr_obj_int(cr_obj_get(&u.data, "slots"), &slots) && slots > 0)
 			w->slots = (int)slots;
+		if (cr_obj_int(cr_obj_get(&u.data, "busy"), &busy) && busy >= 0)
+			w->reported_busy = (int)busy;
 		worker_healthy(w);
 	}
 	msgpack_unpacked_destroy(&u);
