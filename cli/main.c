@@ -214,33 +214,63 @@ static int load_files(const opts *o, cr_request *r)
 	return 0;
 }
 
+/* Writes a stage's stdout and stderr to ours in the order the program
+ * wrote them (the reply's `chunks`), or all stdout then all stderr when
+ * the reply has no usable order. */
+static void write_output(const msgpack_object *st)
+{
+	const char *out = "", *err = "";
+	size_t on = 0, en = 0, oi = 0, ei = 0;
+	const msgpack_object *o = cr_obj_get(st, "stdout"), *e = cr_obj_get(st, "stderr");
+	const msgpack_object *ch = cr_obj_get(st, "chunks");
+	if (o)
+		cr_obj_bytes(o, &out, &on);
+	if (e)
+		cr_obj_bytes(e, &err, &en);
+	fflush(stdout);
+	for (uint32_t i = 0; ch && ch->type == MSGPACK_OBJECT_ARRAY && i < ch->via.array.size; i++) {
+		int64_t n;
+		if (!cr_obj_int(&ch->via.array.ptr[i], &n))
+			break;
+		if (n > 0 && (size_t)n <= on - oi) {
+			fwrite(out + oi, 1, (size_t)n, stdout);
+			fflush(stdout);
+			oi += (size_t)n;
+		} else if (n < 0 && (size_t)-n <= en - ei) {
+			fwrite(err + ei, 1, (size_t)-n, stderr);
+			ei += (size_t)-n;
+		}
+	}
+	fwrite(out + oi, 1, on - oi, stdout); /* what the order did not cover */
+	fflush(stdout);
+	fwrite(err + ei, 1, en - ei, stderr);
+}
+
 /* Writes a stage's output and tells how it ended; the exit code. */
 static int show_stage(const msgpack_object *st, bool is_run)
 {
 	const char *p;
 	size_t n;
 	const msgpack_object *o;
-	fflush(stdout);
-	if ((o = cr_obj_get(st, "stdout")) && cr_obj_bytes(o, &p, &n))
-		fwrite(p, 1, n, stdout);
-	fflush(stdout);
-	if ((o = cr_obj_get(st, "stderr")) && cr_obj_bytes(o, &p, &n))
-		fwrite(p, 1, n, stderr);
+	write_output(st);
 	int64_t code = 0;
 	const msgpack_object *status = cr_obj_get(st, "status");
-	if (!status)
+	if (!status || !cr_obj_bytes(status, &p, &n))
 		return die(X_WORKER, "%s", "reply without a status");
 	if (cr_obj_eq(status, "ok"))
 		return 0;
-	if (cr_obj_eq(status, "exit")) {
-		cr_obj_int(cr_obj_get(st, "exit_code"), &code);
-		return is_run ? (int)code : 1;
-	}
 	const char *sig = "";
 	size_t sn = 0;
 	if ((o = cr_obj_get(st, "signal")))
 		cr_obj_bytes(o, &sig, &sn);
-	cr_obj_bytes(status, &p, &n);
+	if (cr_obj_eq(status, "exit")) {
+		if ((o = cr_obj_get(st, "exit_code")))
+			cr_obj_int(o, &code);
+		if (is_run)
+			return (int)code;
+		fprintf(stderr, "corral: compile failed (exit %d)\n", (int)code);
+		return 1;
+	}
 	fprintf(stderr, "corral: %s stage ended: %.*s%s%.*s\n", is_run ? "run" : "compile",
 	        (int)n, p, sn ? " " : "", (int)sn, sig);
 	if (!is_run)
@@ -255,6 +285,12 @@ static int show_stage(const msgpack_object *st, bool is_run)
 		if (sn && strlen(cr_signal_name(s)) == sn && memcmp(cr_signal_name(s), sig, sn) == 0)
 			return 128 + s;
 	return X_WORKER;
+}
+
+static bool reply_ok(const msgpack_object *reply)
+{
+	const msgpack_object *ok = cr_obj_get(reply, "ok");
+	return ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean;
 }
 
 /* Decodes a reply, prints it per the command; the exit code. */
@@ -272,9 +308,8 @@ static int show_reply(nng_msg *m, bool json, bool is_run)
 		json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		putchar('\n');
 		json_decref(j);
-		const msgpack_object *ok = cr_obj_get(&u.data, "ok");
-		rc = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean ? 0 : X_WORKER;
-	} else if (!cr_obj_get(&u.data, "ok")->via.boolean) {
+		rc = reply_ok(&u.data) ? 0 : X_WORKER;
+	} else if (!reply_ok(&u.data)) {
 		const msgpack_object *e = cr_obj_get(&u.data, "error");
 		const char *c = "?", *msg = "?";
 		size_t cn = 1, mn = 1;
@@ -293,6 +328,19 @@ static int show_reply(nng_msg *m, bool json, bool is_run)
 	return rc;
 }
 
+/* What load_files and --stdin allocated (the rest belongs to opts). */
+static void free_loaded(cr_request *r)
+{
+	for (size_t i = 0; i < r->nfiles; i++) {
+		free(r->files[i].name);
+		free(r->files[i].data);
+	}
+	free(r->files);
+	free(r->stdin_data);
+	r->files = NULL;
+	r->stdin_data = NULL;
+}
+
 static int cmd_invoke(opts *o)
 {
 	cr_request r;
@@ -304,11 +352,16 @@ static int cmd_invoke(opts *o)
 	if (o->nfiles == 0)
 		return die(X_USAGE, "%s", "invoke needs at least one FILE");
 	int rc = load_files(o, &r);
-	if (rc)
+	if (rc) {
+		free_loaded(&r);
 		return rc;
+	}
 	r.entry = (char *)o->entry;
-	if (o->stdin_path && read_path(o->stdin_path, &r.stdin_data, &r.stdin_len))
-		return fprintf(stderr, "corral: %s: %s\n", o->stdin_path, strerror(errno)), X_USAGE;
+	if (o->stdin_path && read_path(o->stdin_path, &r.stdin_data, &r.stdin_len)) {
+		fprintf(stderr, "corral: %s: %s\n", o->stdin_path, strerror(errno));
+		free_loaded(&r);
+		return X_USAGE;
+	}
 	r.args = o->args;
 	r.nargs = o->nargs;
 	r.env = o->env;
@@ -321,6 +374,7 @@ static int cmd_invoke(opts *o)
 	nng_msg *reply;
 	rc = exchange(o->worker, sb.data, sb.size, o->timeout_ms, &reply);
 	msgpack_sbuffer_destroy(&sb);
+	free_loaded(&r);
 	if (rc)
 		return rc;
 	rc = show_reply(reply, o->json, true);
