@@ -193,3 +193,42 @@ def test_unresponsive_worker_ejected_within_2s_and_back(worker_factory, tmp_path
         assert seen == {a.url, b.url}
     finally:
         gw.stop()
+
+
+def test_busy_worker_is_waited_for_not_a_failure(worker_factory, tmp_path):
+    """A worker whose only slot another client holds answers `busy`: the
+    gateway does not fail the request, it waits for the slot."""
+    import msgpack
+    import sp
+    w = worker_factory("python", slots=1)
+    gw = Gateway([("python", w.url)], tmp=str(tmp_path))
+    try:
+        with sp.Req(w.url) as other:
+            other.send_raw(msgpack.packb({
+                "v": 1, "op": "run", "id": "other-client",
+                "files": [{"name": "m.py", "content": "import time; time.sleep(1.5)"}]}))
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            st, _, j = gw.run(PY_OK)
+            took = time.monotonic() - t0
+            other.recv_raw()
+        assert st == 200 and j["run"]["stdout"] == "OK\n", j
+        outcomes = [a["outcome"] for a in j["race"]["attempts"]]
+        assert outcomes[0] == "busy" and outcomes[-1] == "won", j["race"]
+        assert j["race"]["retries"] == 0
+        assert 1.0 < took < 5, took
+    finally:
+        gw.stop()
+
+
+def test_dns_discovery(worker_factory, tmp_path):
+    w = worker_factory("python", slots=2)
+    port = w.url.rsplit(":", 1)[1]
+    gw = Gateway([], tmp=str(tmp_path), ready=1,
+                 args=["--discover", "dns://localhost:%s" % port, "--discover-ms", "200"])
+    try:
+        st, _, j = gw.run(PY_OK)
+        assert st == 200 and j["worker"]["url"] == "tcp://127.0.0.1:%s" % port, j
+        assert "msg=worker_add worker=tcp://127.0.0.1:%s label=dns:localhost:%s" % (port, port) in gw.log()
+    finally:
+        gw.stop()
