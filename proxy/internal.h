@@ -10,6 +10,7 @@
  *   stage.c    the parent side of one stage: pipes, poll loop, limits,
  *              the stage's status
  *   proxy.c    px_init/px_execute/px_cancel: slots and the two stages
+ *   uidlock.c  one worker per slot uid: a lock on the uid range
  */
 #ifndef PX_INTERNAL_H
 #define PX_INTERNAL_H
@@ -28,6 +29,14 @@
 /* Identity of slot i's stages: -1 when the uid is not changed. */
 int px_slot_uid(int i);
 int px_slot_gid(int i);
+
+/* ---- uidlock.c ---------------------------------------------------------- */
+
+/* As root: locks uids [base, base + n) for this process (-1 with err
+ * naming the uid and the holding worker's pid when another has one), then
+ * kills whatever those uids still run. */
+int px_uid_lock(int base, int n, char *err, size_t errlen);
+void px_uid_unlock(void);
 
 /* ---- workdir.c ---------------------------------------------------------- */
 

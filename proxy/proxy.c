@@ -301,15 +301,21 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	px_w.uid_drop = cfg->uid_base > 0;
-	if (check_runtime(cfg, err, errlen) < 0 || make_work_root(cfg, err, errlen) < 0)
+	if (px_w.uid_drop && px_uid_lock(cfg->uid_base, cfg->nslots, err, errlen) < 0)
 		return -1;
+	if (check_runtime(cfg, err, errlen) < 0 || make_work_root(cfg, err, errlen) < 0) {
+		px_uid_unlock();
+		return -1;
+	}
 	px_w.cfg.runtime_dir = px_w.runtime_dir;
 	px_w.cfg.work_root = px_w.work_root;
 	px_w.tmp_bytes = cfg->tmp_bytes > 0 ? cfg->tmp_bytes : 64 << 20;
 	px_w.workdir_bytes = cfg->workdir_bytes;
 	int want, min;
-	if (parse_levels(cfg, &want, &min, err, errlen) < 0)
+	if (parse_levels(cfg, &want, &min, err, errlen) < 0) {
+		px_uid_unlock();
 		return -1;
+	}
 	if (make_slots(cfg->nslots, err, errlen) < 0) {
 		px_fini();
 		return -1;
@@ -354,6 +360,7 @@ void px_fini(void)
 	if (px_w.made_work_root)
 		rmdir(px_w.work_root); /* only when we made it, and it is empty */
 	px_w.made_work_root = false;
+	px_uid_unlock();
 }
 
 const char *px_isolation(void) { return px_w.isolation; }
