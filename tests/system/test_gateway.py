@@ -501,3 +501,25 @@ def test_documented_routes_are_served(stack):
             if path == "/api/v2/execute" else None
         st, _, _ = stack.request(method.upper(), path, body)
         assert st == 200, (path, st)
+
+
+def test_sigterm_drains(worker_factory, tmp_path):
+    w = worker_factory("python", slots=2)
+    gw = Gateway([("python", w.url)], tmp=str(tmp_path), args=["--drain-ms", "10000"])
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=gw.run({
+        "runtime": "python", "race": 1, "code": "import time; time.sleep(1.5); print('late')"})))
+    t.start()
+    time.sleep(0.5)
+    gw.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    st, h, j = gw.request("GET", "/readyz")
+    assert st == 503 and j["draining"] is True
+    st, h, j = gw.run({"runtime": "python", "code": "print(1)"})
+    assert st == 503 and j["error"]["code"] == "draining" and h["retry-after"] == "1"
+    t.join(10)
+    st, _, j = out["r"]
+    assert st == 200 and j["run"]["stdout"] == "late\n"
+    assert gw.proc.wait(10) == 0
+    gw.stop()
+    assert "msg=stop signal=15 in_flight_left=0" in gw.log()
