@@ -16,7 +16,11 @@
  * other attempt is awaited. The loser gets a `cancel` op at once and its
  * slot is released when its own (cancelled) reply arrives. When every
  * attempt failed, another worker is tried (--retries) while the
- * deadline allows; then 502 listing what happened.
+ * deadline allows; then 502 listing what happened. A `busy` reply is
+ * no failure of the request and costs no retry: the worker counts as
+ * full until its next ping and the invocation waits for a slot. An
+ * attempt that reaches the deadline is cancelled on its worker, which
+ * would otherwise keep a slot for a reply nobody waits for.
  *
  * No free slot anywhere: the invocation waits in its runtime's FIFO
  * (bounded by --queue; full → 429) for at most --queue-ms (→ 503); a
