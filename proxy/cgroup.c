@@ -4,10 +4,19 @@
  * At px_init we find, from /proc/self/mountinfo and /proc/self/cgroup,
  * where each hierarchy is mounted and which cgroup the processor sits in,
  * and make our own subtree "corral-<pid>" below it (or at the top of the
- * hierarchy when ours is not writable). Every stage run then gets a new
- * child "s<slot>.<seq>" in each hierarchy in use, so that limits, peaks
- * and OOM counters start from zero and nothing is shared with the
- * previous run; after the run it is killed and removed.
+ * hierarchy when ours is not writable).
+ *
+ * v1: each slot has its own cgroup "s<slot>" in each hierarchy, made
+ * once (px_cg_slots) and reused by every run of the slot, one run at a
+ * time: a run's end kills what is left and waits until it is empty,
+ * memory.force_empty gives back the page cache the run left charged, and
+ * the next run resets the peak (max_usage_in_bytes, failcnt) and takes
+ * the CPU and OOM counters as a baseline (px_cg_mark), so that limits,
+ * peaks and OOM kills are that run's alone. Making and removing v1
+ * memory cgroups per run was measurably slower (reparenting the charges).
+ * A slot cgroup that cannot be emptied is abandoned for fresh per-run
+ * ones "s<slot>.<seq>" (killed and removed after each run), which is also
+ * what v2 uses: there, mkdir is cheap and a fresh cgroup needs no reset.
  *
  * v1 (this project's dev machine is hybrid): memory (limit_in_bytes, and
  * memsw so swap is no escape; peak max_usage_in_bytes; OOM kills from
@@ -45,6 +54,10 @@ static struct {
 	bool v2_peak;            /* memory.peak present */
 	unsigned long seq;
 	pthread_mutex_t mu;
+	/* v1: the reused cgroup of each slot, per hierarchy; "" when the slot
+	 * has none (v2, or abandoned) */
+	char (*slot)[H_N][PX_PATH];
+	int nslots;
 } cg = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int write_file(const char *dir, const char *file, const char *val)
@@ -300,6 +313,13 @@ int px_cg_init(char *desc, size_t desclen)
 
 void px_cg_fini(void)
 {
+	for (int i = 0; i < cg.nslots; i++)
+		for (int h = 0; h < H_N; h++)
+			if (cg.slot[i][h][0])
+				rmdir(cg.slot[i][h]);
+	free(cg.slot);
+	cg.slot = NULL;
+	cg.nslots = 0;
 	for (int h = 0; h < H_N; h++)
 		if (cg.base[h][0]) {
 			rmdir(cg.base[h]);
@@ -324,6 +344,23 @@ static char *dir_of(px_cgroup *c, int h)
 	}
 }
 
+/* v1 memory limits: memory.limit_in_bytes may never exceed memsw's, so
+ * the order of the two writes depends on the way the limit moves (a
+ * reused cgroup still has the previous run's). */
+static int v1_memory_limit(const char *dir, int64_t bytes)
+{
+	char v[32];
+	snprintf(v, sizeof v, "%lld", (long long)bytes);
+	if (!cg.memsw)
+		return write_file(dir, "memory.limit_in_bytes", v);
+	if (write_file(dir, "memory.memsw.limit_in_bytes", "-1") < 0 ||
+	    write_file(dir, "memory.limit_in_bytes", v) < 0)
+		return -1;
+	return bytes < 0 ? 0 : write_file(dir, "memory.memsw.limit_in_bytes", v);
+}
+
+/* Unset limits are written too ("-1", "max"): a reused cgroup has the
+ * previous run's. */
 static int set_limits(px_cgroup *c, const cr_limits *lim)
 {
 	char v[32];
@@ -341,17 +378,101 @@ static int set_limits(px_cgroup *c, const cr_limits *lim)
 		}
 		return 0;
 	}
-	if (c->mem[0] && lim->memory_bytes >= 0) {
-		snprintf(v, sizeof v, "%lld", (long long)lim->memory_bytes);
-		if (write_file(c->mem, "memory.limit_in_bytes", v) < 0)
-			return -1;
-		if (cg.memsw && write_file(c->mem, "memory.memsw.limit_in_bytes", v) < 0)
-			return -1;
-	}
-	if (c->pids[0] && lim->pids >= 0) {
-		snprintf(v, sizeof v, "%lld", (long long)lim->pids);
+	if (c->mem[0] && (lim->memory_bytes >= 0 || c->reused) &&
+	    v1_memory_limit(c->mem, lim->memory_bytes) < 0)
+		return -1;
+	if (c->pids[0] && (lim->pids >= 0 || c->reused)) {
+		if (lim->pids >= 0)
+			snprintf(v, sizeof v, "%lld", (long long)lim->pids);
+		else
+			snprintf(v, sizeof v, "max");
 		if (write_file(c->pids, "pids.max", v) < 0)
 			return -1;
+	}
+	return 0;
+}
+
+int px_cg_slots(int n, char *err, size_t errlen)
+{
+	if (cg.mode != PX_CG_V1)
+		return 0;
+	cg.slot = calloc((size_t)n, sizeof *cg.slot);
+	if (!cg.slot) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	cg.nslots = n;
+	for (int i = 0; i < n; i++)
+		for (int h = 0; h < H_N; h++) {
+			if (!cg.base[h][0])
+				continue;
+			char *d = cg.slot[i][h];
+			snprintf(d, PX_PATH, "%s/s%d", cg.base[h], i);
+			if (mkdir(d, 0755) < 0 && errno != EEXIST) {
+				snprintf(err, errlen, "cannot create cgroup %s: %s", d, strerror(errno));
+				d[0] = '\0';
+				return -1;
+			}
+		}
+	return 0;
+}
+
+static bool slot_reusable(int slot)
+{
+	if (slot < 0 || slot >= cg.nslots)
+		return false;
+	for (int h = 0; h < H_N; h++)
+		if (cg.base[h][0] && !cg.slot[slot][h][0])
+			return false;
+	return true;
+}
+
+void px_cg_mark(px_cgroup *c)
+{
+	c->cpu_base = 0;
+	c->oom_base = 0;
+	if (!c->reused)
+		return;
+	if (c->mem[0]) {
+		write_file(c->mem, "memory.max_usage_in_bytes", "0");
+		write_file(c->mem, "memory.failcnt", "0");
+		c->oom_base = read_keyed(c->mem, "memory.oom_control", "oom_kill");
+		if (c->oom_base < 0)
+			c->oom_base = 0;
+	}
+	if (c->cpu[0]) {
+		int64_t ns = read_int(c->cpu, "cpuacct.usage");
+		c->cpu_base = ns > 0 ? ns : 0;
+	}
+}
+
+/* The dirs of one run: the slot's own, or a fresh "s<slot>.<seq>". */
+static int place(px_cgroup *c, int slot, char *err, size_t errlen)
+{
+	unsigned long seq = 0;
+	c->reused = slot_reusable(slot);
+	if (!c->reused) {
+		pthread_mutex_lock(&cg.mu);
+		seq = ++cg.seq;
+		pthread_mutex_unlock(&cg.mu);
+	}
+	for (int h = 0; h < H_N; h++) {
+		if (!cg.base[h][0] || (cg.mode == PX_CG_V2 && h == H_UNIFIED))
+			continue;
+		char *d = dir_of(c, h);
+		if (c->reused)
+			snprintf(d, PX_PATH, "%s", cg.slot[slot][h]);
+		else
+			snprintf(d, PX_PATH, "%s/s%d.%lu", cg.base[h], slot, seq);
+		char p[PX_PATH + 32];
+		snprintf(p, sizeof p, "%s/cgroup.procs", d);
+		if ((!c->reused && mkdir(d, 0755) < 0) ||
+		    (c->join_fd[c->njoin] = open(p, O_WRONLY | O_CLOEXEC)) < 0) {
+			snprintf(err, errlen, "cannot create cgroup %s: %s", d, strerror(errno));
+			d[0] = '\0';
+			return -1;
+		}
+		c->njoin++;
 	}
 	return 0;
 }
@@ -359,34 +480,29 @@ static int set_limits(px_cgroup *c, const cr_limits *lim)
 int px_cg_create(px_cgroup *c, int slot, const cr_limits *lim, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof *c);
+	c->slot = slot;
 	for (int i = 0; i < 5; i++)
 		c->join_fd[i] = -1;
 	if (cg.mode == PX_CG_NONE && !cg.base[H_UNIFIED][0])
 		return 0;
-	pthread_mutex_lock(&cg.mu);
-	unsigned long seq = ++cg.seq;
-	pthread_mutex_unlock(&cg.mu);
-	for (int h = 0; h < H_N; h++) {
-		if (!cg.base[h][0] || (cg.mode == PX_CG_V2 && h == H_UNIFIED))
-			continue;
-		char *d = dir_of(c, h);
-		snprintf(d, PX_PATH, "%s/s%d.%lu", cg.base[h], slot, seq);
-		char p[PX_PATH + 32];
-		snprintf(p, sizeof p, "%s/cgroup.procs", d);
-		if (mkdir(d, 0755) < 0 ||
-		    (c->join_fd[c->njoin] = open(p, O_WRONLY | O_CLOEXEC)) < 0) {
-			snprintf(err, errlen, "cannot create cgroup %s: %s", d, strerror(errno));
-			d[0] = '\0';
-			px_cg_destroy(c);
-			return -1;
-		}
-		c->njoin++;
+	if (place(c, slot, err, errlen) < 0) {
+		px_cg_destroy(c);
+		return -1;
 	}
 	if (cg.mode == PX_CG_V2)
 		strcpy(c->unified, c->mem);
+	if (px_cg_set_limits(c, lim, err, errlen) < 0) {
+		px_cg_destroy(c);
+		return -1;
+	}
+	px_cg_mark(c);
+	return 0;
+}
+
+int px_cg_set_limits(px_cgroup *c, const cr_limits *lim, char *err, size_t errlen)
+{
 	if (set_limits(c, lim) < 0) {
 		snprintf(err, errlen, "cannot set cgroup limits: %s", strerror(errno));
-		px_cg_destroy(c);
 		return -1;
 	}
 	return 0;
@@ -394,11 +510,14 @@ int px_cg_create(px_cgroup *c, int slot, const cr_limits *lim, char *err, size_t
 
 int64_t px_cg_cpu_ns(const px_cgroup *c)
 {
+	int64_t ns = -1;
 	if (cg.mode == PX_CG_V2) {
 		int64_t us = read_keyed(c->mem, "cpu.stat", "usage_usec");
-		return us < 0 ? -1 : us * 1000;
+		ns = us < 0 ? -1 : us * 1000;
+	} else if (c->cpu[0]) {
+		ns = read_int(c->cpu, "cpuacct.usage");
 	}
-	return c->cpu[0] ? read_int(c->cpu, "cpuacct.usage") : -1;
+	return ns < 0 ? -1 : ns >= c->cpu_base ? ns - c->cpu_base : 0;
 }
 
 void px_cg_read_usage(const px_cgroup *c, px_cg_usage *u)
@@ -410,14 +529,14 @@ void px_cg_read_usage(const px_cgroup *c, px_cg_usage *u)
 		return;
 	if (cg.mode == PX_CG_V2) {
 		u->mem_peak = read_int(c->mem, "memory.peak");
-		u->oom_killed = read_keyed(c->mem, "memory.events", "oom_kill") > 0;
+		u->oom_killed = read_keyed(c->mem, "memory.events", "oom_kill") > c->oom_base;
 		return;
 	}
 	u->mem_peak = read_int(c->mem, "memory.max_usage_in_bytes");
 	int64_t kills = read_keyed(c->mem, "memory.oom_control", "oom_kill");
 	if (kills < 0) /* kernels before 4.13: hitting the limit is our best sign */
 		kills = read_int(c->mem, "memory.failcnt");
-	u->oom_killed = kills > 0;
+	u->oom_killed = kills > c->oom_base;
 }
 
 /* Kills every process listed in dir/cgroup.procs; how many it saw. */
@@ -439,6 +558,34 @@ static int kill_listed(const char *dir)
 	return n;
 }
 
+static bool empty_cgroup(const char *dir)
+{
+	char b[16];
+	return read_file(dir, "cgroup.procs", b, sizeof b) == 0;
+}
+
+/* A reused cgroup: empty it (the keeper killed everything; this only
+ * mops up, with a bound) and give back the run's page cache. false when
+ * something stays in it: the slot then stops reusing it. */
+static bool reset_reused(px_cgroup *c)
+{
+	bool ok = true;
+	for (int h = 0; h < H_N; h++) {
+		char *d = dir_of(c, h);
+		if (!d[0] || h == H_UNIFIED)
+			continue;
+		int tries = 0;
+		for (; !empty_cgroup(d) && tries < 200; tries++) {
+			kill_listed(d);
+			nanosleep(&(struct timespec){ 0, 1 * 1000 * 1000 }, NULL);
+		}
+		ok &= tries < 200;
+	}
+	if (ok && c->mem[0])
+		write_file(c->mem, "memory.force_empty", "0");
+	return ok;
+}
+
 void px_cg_destroy(px_cgroup *c)
 {
 	for (int i = 0; i < c->njoin; i++)
@@ -446,6 +593,17 @@ void px_cg_destroy(px_cgroup *c)
 	c->njoin = 0;
 	if (c->unified[0])
 		write_file(c->unified, "cgroup.kill", "1");
+	if (c->reused) {
+		if (!reset_reused(c) && c->slot >= 0 && c->slot < cg.nslots) {
+			/* left as it is (px_cg_fini tries rmdir); fresh ones from now */
+			for (int h = 0; h < H_N; h++)
+				cg.slot[c->slot][h][0] = '\0';
+		}
+		for (int h = 0; h < H_N; h++)
+			dir_of(c, h)[0] = '\0';
+		c->reused = false;
+		return;
+	}
 	for (int h = 0; h < H_N; h++) {
 		char *d = dir_of(c, h);
 		if (!d[0])

@@ -62,6 +62,10 @@ typedef struct px_cgroup {
 	char unified[PX_PATH]; /* v2 dir: cgroup.kill (also in hybrid mode) */
 	int join_fd[5];        /* cgroup.procs of each, -1 when unused */
 	int njoin;
+	int slot;
+	bool reused;           /* the slot's own (v1), reset between runs */
+	int64_t cpu_base;      /* CPU usage (ns) and OOM kills before the run */
+	int64_t oom_base;
 } px_cgroup;
 
 typedef struct px_cg_usage {
@@ -78,12 +82,19 @@ int px_cg_mode(void);
 bool px_cg_has_memory(void);
 bool px_cg_has_pids(void);
 bool px_cg_has_cpu(void);
-/* Fresh cgroup for one stage run with the limits applied. */
+/* v1: makes each slot's reused cgroups (after px_cg_init). */
+int px_cg_slots(int nslots, char *err, size_t errlen);
+/* The cgroup of one stage run, the limits applied and counters marked:
+ * the slot's own reset (v1) or a fresh one. */
 int px_cg_create(px_cgroup *cg, int slot, const cr_limits *lim, char *err,
                  size_t errlen);
+int px_cg_set_limits(px_cgroup *cg, const cr_limits *lim, char *err, size_t errlen);
+/* From now on, CPU usage, peak memory and OOM kills count from zero
+ * (usage read later is the difference). */
+void px_cg_mark(px_cgroup *cg);
 int64_t px_cg_cpu_ns(const px_cgroup *cg);
 void px_cg_read_usage(const px_cgroup *cg, px_cg_usage *u);
-/* Kills what is left and removes the dirs. */
+/* Kills what is left; removes the dirs, or empties and keeps a reused one. */
 void px_cg_destroy(px_cgroup *cg);
 
 /* ---- keeper.c ----------------------------------------------------------- */

@@ -323,6 +323,10 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 	char mech[200] = "";
 	snprintf(mech, sizeof mech, "%s+rlimit+", px_w.uid_drop ? "uid" : "no-uid-drop");
 	px_cg_init(mech, sizeof mech);
+	if (px_cg_slots(px_w.nslots, err, errlen) < 0) {
+		px_fini();
+		return -1;
+	}
 	if (!px_cg_has_memory())
 		strncat(mech, "(memory: RLIMIT_DATA only)", sizeof mech - strlen(mech) - 1);
 	if (px_sandbox_init(want, err, errlen) < 0) {
