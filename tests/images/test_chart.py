@@ -201,15 +201,20 @@ def test_security_contexts(default_docs, full_docs):
     c = gw["containers"][0]["securityContext"]
     assert c["readOnlyRootFilesystem"] and c["capabilities"]["drop"] == ["ALL"]
     assert not c["allowPrivilegeEscalation"]
-    # default isolation "uid": root, only the uid-switching capabilities.
+    # default isolation "seccomp": root, only the uid-switching capabilities.
     w = container(by_kind(default_docs, "Deployment")["rel-corral-python"])["securityContext"]
     assert w["capabilities"]["drop"] == ["ALL"]
     assert "SYS_ADMIN" not in w["capabilities"]["add"] and "SETUID" in w["capabilities"]["add"]
     assert w["readOnlyRootFilesystem"] and not w.get("privileged")
+    env = {e["name"]: e.get("value") for e in container(by_kind(default_docs, "Deployment")["rel-corral-python"])["env"]}
+    assert env["CORRAL_MIN_ISOLATION"] == "seccomp"
     deps = by_kind(full_docs, "Deployment")
     py = deps["cr-python"]["spec"]["template"]["spec"]  # unprivileged
     assert py["securityContext"]["runAsNonRoot"] and "add" not in py["containers"][0]["securityContext"]["capabilities"]
     assert "SYS_ADMIN" in container(deps["cr-c"])["securityContext"]["capabilities"]["add"]  # namespaces
+    mins = {n: {e["name"]: e.get("value") for e in container(d)["env"]}.get("CORRAL_MIN_ISOLATION")
+            for n, d in deps.items()}
+    assert mins == {"cr-python": "seccomp", "cr-c": "namespaces", "cr-gateway": None}
     assert container(deps["cr-gateway"])["securityContext"]["capabilities"]["drop"] == ["ALL"]
 
 

@@ -82,19 +82,30 @@ class Worker:
     scan dir and the work dirs, the processor also listening on an ipc
     socket in a host dir shared with the test (and the gateway)."""
 
-    def __init__(self, lang, tmp, slots=2, env=(), img=None, suffix=""):
+    def __init__(self, lang, tmp, slots=2, env=(), img=None, suffix="", user=None, flags=()):
         self.lang = lang
         self.name = "%s-%s%s" % (PREFIX, lang, suffix)
-        self.sockdir = pathlib.Path(tmp) / lang
+        base = pathlib.Path(tmp) / (lang + suffix)
+        self.sockdir = base / "sock"
         self.sockdir.mkdir(parents=True, exist_ok=True)
         self.url = "ipc://%s/worker.sock" % self.sockdir
-        args = ["run", "-d", "--name", self.name, "--network", "none", "--read-only",
-                "--tmpfs", "/run/corral:rw,mode=0755",
-                "--tmpfs", "/var/lib/corral:rw,exec,mode=0755",
-                "--tmpfs", "/tmp:rw,exec,mode=1777",
-                "-v", "%s:/run/corral/sock" % self.sockdir,
-                "-e", "CORRAL_LISTEN=tcp://0.0.0.0:7070 ipc:///run/corral/sock/worker.sock",
-                "-e", "CORRAL_SLOTS=%d" % slots]
+        args = ["run", "-d", "--name", self.name, "--network", "none", "--read-only"]
+        if user is None:
+            args += ["--tmpfs", "/run/corral:rw,mode=0755",
+                     "--tmpfs", "/var/lib/corral:rw,exec,mode=0755"]
+        else:
+            # podman 4.3 gives a --read-only container's tmpfs root's 0755
+            # whatever the mode asked: host dirs stand in for emptyDirs.
+            for d in ("run", "state"):
+                (base / d).mkdir(exist_ok=True)
+                (base / d).chmod(0o1777)
+            self.sockdir.chmod(0o1777)
+            args += ["--user", user, "-v", "%s:/run/corral" % (base / "run"),
+                     "-v", "%s:/var/lib/corral" % (base / "state")]
+        args += ["--tmpfs", "/tmp:rw,exec,mode=1777",
+                 "-v", "%s:/run/corral/sock" % self.sockdir,
+                 "-e", "CORRAL_LISTEN=tcp://0.0.0.0:7070 ipc:///run/corral/sock/worker.sock",
+                 "-e", "CORRAL_SLOTS=%d" % slots, *flags]
         for e in env:
             args += ["-e", e]
         engine(*args, img or image("runtime-" + lang))
@@ -368,6 +379,45 @@ def _call_quiet(w, code):
                       timeout=40)
     except (OSError, sp.SPError) as e:
         return e
+
+
+# ---- isolation profiles of the chart ------------------------------------------
+
+SLOT_CAPS = "SETUID,SETGID,SETPCAP,KILL,CHOWN,FOWNER,DAC_OVERRIDE"
+# The chart's worker.isolation profiles (charts/corral/templates/_helpers.tpl)
+# as podman flags: (flags, user, the level the processor must reach, the
+# uid user code runs as).
+PROFILES = {
+    "full": (["--privileged"], None, "full", "60000"),
+    "namespaces": (["--cap-drop", "ALL", "--cap-add", SLOT_CAPS + ",SYS_ADMIN,NET_ADMIN",
+                    "--security-opt", "apparmor=unconfined"], None, "namespaces", "60000"),
+    "seccomp": (["--cap-drop", "ALL", "--cap-add", SLOT_CAPS], None, "seccomp", "60000"),
+    "unprivileged": (["--cap-drop", "ALL"], "999:999", "seccomp", "999"),
+}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_isolation_profiles(profile, tmp_path):
+    """Each profile the chart offers reaches its level, with the worker
+    told to refuse anything less (CORRAL_MIN_ISOLATION, as the chart
+    sets it), and runs user code as the expected uid."""
+    if "python" not in runtimes_with_images():
+        pytest.fail("the python runtime image is needed for this test")
+    flags, user, level, uid = PROFILES[profile]
+    w = Worker("python", tmp_path, slots=1, suffix="-" + profile, user=user, flags=flags,
+               env=["CORRAL_MIN_ISOLATION=" + level])
+    try:
+        info = w.call({"v": 1, "op": "info"})
+        assert info["isolation"].split(":")[0] == level, info["isolation"]
+        r = w.call({"v": 1, "op": "run", "id": "p", "files": [
+            {"name": "u.py", "content": "import os\nprint(os.getuid())\nprint(len(os.listdir('/proc')))"}]})
+        assert r["ok"] and r["run"]["status"] == "ok", r
+        out = r["run"]["stdout"].split()
+        assert out[0] == uid.encode(), r
+        data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        record("isolation_profiles", dict(data.get("isolation_profiles", {}), **{profile: info["isolation"]}))
+    finally:
+        w.remove()
 
 
 # ---- through the gateway container ------------------------------------------------

@@ -92,8 +92,18 @@ app.kubernetes.io/component: worker
 {{- end -}}
 
 {{/*
-The security contexts of a worker for an isolation level: (list $ level).
-Which capabilities each level needs, and why, is in the chart README.
+The security contexts of a worker for an isolation profile: (list $ level).
+The profiles are named after the sandbox level the processor reaches with
+them (its `info` reports the level; CORRAL_MIN_ISOLATION makes a pod that
+cannot reach it refuse to start). Measured with podman on a hybrid
+cgroup-v1 node (tests/images/test_images.py::test_isolation_profiles):
+  full          privileged: the only way to get a writable cgroup tree
+                (memory/pids limits) in an ordinary container
+  namespaces    root + SETUID SETGID SETPCAP KILL CHOWN FOWNER
+                DAC_OVERRIDE SYS_ADMIN NET_ADMIN, AppArmor unconfined
+                (mount/pivot_root), seccomp RuntimeDefault
+  seccomp       root + SETUID SETGID SETPCAP KILL CHOWN FOWNER DAC_OVERRIDE
+  unprivileged  uid 999, no capability: no per-slot uid
 */}}
 {{- define "corral.workerPodSecurity" -}}
 {{- $level := index . 1 -}}
@@ -107,32 +117,45 @@ runAsUser: 0
 runAsGroup: 0
 {{- end }}
 seccompProfile:
-  type: {{ if eq $level "privileged" "namespaces" }}Unconfined{{ else }}RuntimeDefault{{ end }}
+  type: {{ if eq $level "full" }}Unconfined{{ else }}RuntimeDefault{{ end }}
 {{- end -}}
 
 {{- define "corral.workerContainerSecurity" -}}
 {{- $level := index . 1 -}}
 readOnlyRootFilesystem: true
-{{- if eq $level "privileged" }}
+{{- if eq $level "full" }}
 privileged: true
 allowPrivilegeEscalation: true
 {{- else if eq $level "namespaces" }}
 allowPrivilegeEscalation: false
 capabilities:
   drop: [ALL]
-  add: [SETUID, SETGID, KILL, CHOWN, FOWNER, DAC_OVERRIDE, SYS_ADMIN, SYS_CHROOT, SETPCAP]
+  add: [SETUID, SETGID, SETPCAP, KILL, CHOWN, FOWNER, DAC_OVERRIDE, SYS_ADMIN, NET_ADMIN]
 appArmorProfile:
   type: Unconfined
-{{- else if eq $level "uid" }}
+{{- else if eq $level "seccomp" }}
 allowPrivilegeEscalation: false
 capabilities:
   drop: [ALL]
-  add: [SETUID, SETGID, KILL, CHOWN, FOWNER, DAC_OVERRIDE]
+  add: [SETUID, SETGID, SETPCAP, KILL, CHOWN, FOWNER, DAC_OVERRIDE]
 {{- else }}
 allowPrivilegeEscalation: false
 capabilities:
   drop: [ALL]
 {{- end }}
+{{- end -}}
+
+{{/* The minimum sandbox level a worker of a profile must reach. */}}
+{{- define "corral.minIsolation" -}}
+{{- $level := index . 1 -}}
+{{- $root := index . 0 -}}
+{{- if $root.Values.worker.minIsolation -}}
+{{- $root.Values.worker.minIsolation -}}
+{{- else if eq $level "unprivileged" -}}
+seccomp
+{{- else -}}
+{{- $level -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
