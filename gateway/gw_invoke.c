@@ -42,6 +42,8 @@
 
 #define MAX_ATTEMPTS 24
 
+typedef struct timer timer;
+
 typedef struct attempt {
 	gw_invocation *inv;
 	gw_worker *w;
@@ -75,6 +77,7 @@ struct gw_invocation {
 	bool queued;
 	int64_t qstart, queued_ms;
 	unsigned qgen, hgen;
+	timer *htimer, *qtimer; /* armed hedge / queue-wait timers */
 	gw_invocation *qnext;
 	/* outcome */
 	bool finished, delivered;
@@ -147,6 +150,7 @@ static void finish(gw_invocation *inv, int status, const char *code, const char 
     __attribute__((format(printf, 4, 5)));
 
 static void send_cancel(attempt *a);
+static void disarm(gw_invocation *inv, bool hedge, bool queue);
 
 static void finish(gw_invocation *inv, int status, const char *code, const char *fmt, ...)
 {
@@ -180,6 +184,7 @@ static void finish(gw_invocation *inv, int status, const char *code, const char 
 	for (int i = 0; i < inv->natt; i++)
 		if (inv->att[i].live && &inv->att[i] != inv->winner)
 			send_cancel(&inv->att[i]);
+	disarm(inv, true, true);
 	summarize(inv);
 	inv->pnext = pending;
 	pending = inv;
@@ -501,12 +506,12 @@ void gw_invoke_worker_lost(gw_worker *w)
 
 /* ---- timers ------------------------------------------------------------ */
 
-typedef struct timer {
+struct timer {
 	gw_invocation *inv;
 	nng_aio *aio;
 	bool hedge;
 	unsigned gen;
-} timer;
+};
 
 static void timer_cb(void *arg)
 {
@@ -514,6 +519,10 @@ static void timer_cb(void *arg)
 	gw_invocation *inv = t->inv;
 	int rv = nng_aio_result(t->aio);
 	gw_lock();
+	if (inv->htimer == t)
+		inv->htimer = NULL;
+	if (inv->qtimer == t)
+		inv->qtimer = NULL;
 	if (rv == 0 && !inv->finished) {
 		if (t->hedge && t->gen == inv->hgen && inv->active == 1 && !inv->hedged) {
 			gw_worker *w[1], *tried[MAX_ATTEMPTS];
@@ -567,8 +576,22 @@ static void arm(gw_invocation *inv, bool hedge, int64_t ms)
 	t->inv = inv;
 	t->hedge = hedge;
 	t->gen = hedge ? ++inv->hgen : ++inv->qgen;
+	timer **cur = hedge ? &inv->htimer : &inv->qtimer;
+	if (*cur)
+		nng_aio_cancel((*cur)->aio);
+	*cur = t;
 	inv->refs++;
 	nng_sleep_aio((nng_duration)(ms > 0 ? ms : 1), t->aio);
+}
+
+/* Under lock: stop waiting timers, so that a finished invocation is not
+ * kept alive (up to hedge_ms) by them. */
+static void disarm(gw_invocation *inv, bool hedge, bool queue)
+{
+	if (hedge && inv->htimer)
+		nng_aio_cancel(inv->htimer->aio);
+	if (queue && inv->qtimer)
+		nng_aio_cancel(inv->qtimer->aio);
 }
 
 /* ---- the decision loop ------------------------------------------------- */
@@ -676,7 +699,8 @@ void gw_invoke_pump(void)
 			rt->nqueued--;
 			inv->queued = false;
 			inv->queued_ms += gw_now_ms() - inv->qstart;
-			inv->qgen++; /* disarm the queue timer */
+			inv->qgen++;
+			disarm(inv, false, true);
 			advance(inv);
 		}
 	}
