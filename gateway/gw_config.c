@@ -46,6 +46,8 @@ static const char usage[] =
 "  --workers RT=URL,...  static workers of runtime RT: tcp:// or ipc:// nng\n"
 "                        URLs (repeatable; the worker's own info decides the\n"
 "                        runtime it serves, RT is a label)       CORRAL_GW_WORKERS\n"
+"                        (in the variable, groups separated by spaces:\n"
+"                        'python=tcp://a:7070,tcp://b:7070 c=tcp://c:7070')\n"
 "  --discover dns://NAME:PORT  resolve NAME periodically, one worker per\n"
 "                        address (e.g. a Kubernetes headless service)\n"
 "                        (repeatable)                            CORRAL_GW_DISCOVER\n"

@@ -425,8 +425,55 @@ static void test_latency_p95(void)
 	free(text);
 }
 
+/* ---- configuration ------------------------------------------------------ */
+
+static int parse_args(int argc, const char **argv)
+{
+	optind = 1;
+	return gw_config_parse(argc, (char **)argv);
+}
+
+static void test_config(void)
+{
+	setenv("CORRAL_GW_WORKERS", "python=tcp://a:1,tcp://b:2 node=ipc:///tmp/n", 1);
+	setenv("CORRAL_GW_RACE", "1", 1);
+	const char *a1[] = { "gw", "--hedge-ms", "auto", "--max-body", "2M", "--queue", "0",
+	                     "--cors-origins", "https://x.example,*", NULL };
+	CHECK_EQ_INT(parse_args(9, a1), 0);
+	CHECK_EQ_INT(gw_cfg.nworkers, 3);
+	CHECK_STR(gw_cfg.workers[1].url, "tcp://b:2");
+	CHECK_STR(gw_cfg.workers[2].runtime, "node");
+	CHECK_EQ_INT(gw_cfg.race, 1);
+	CHECK_EQ_INT(gw_cfg.hedge_ms, 0);
+	CHECK_EQ_INT(gw_cfg.max_body, 2 << 20);
+	CHECK_EQ_INT(gw_cfg.queue, 0);
+	CHECK_EQ_INT(gw_cfg.ncors, 2);
+	CHECK_EQ_INT(gw_cfg.nlisten, 1);
+	CHECK_STR(gw_cfg.listen[0], "http://127.0.0.1:8080");
+	/* a flag replaces its environment twin's list */
+	const char *a2[] = { "gw", "--workers", "c=tcp://c:3", "--race", "2", NULL };
+	CHECK_EQ_INT(parse_args(5, a2), 0);
+	CHECK_EQ_INT(gw_cfg.nworkers, 1);
+	CHECK_EQ_INT(gw_cfg.race, 2);
+	unsetenv("CORRAL_GW_WORKERS");
+	unsetenv("CORRAL_GW_RACE");
+	const char *bad[][4] = {
+		{ "gw", "--race", "3", NULL }, { "gw", "--workers", "nourl", NULL },
+		{ "gw", "--workers", "p=http://x", NULL }, { "gw", "--max-body", "0", NULL },
+		{ "gw", "--hedge-ms", "-4", NULL }, { "gw", "--listen", "tcp://x:1", NULL },
+		{ "gw", "--discover", "dns://nohost", NULL },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		gw_cfg.nworkers = 0;
+		gw_cfg.nlisten = 0;
+		const char *argv[6] = { bad[i][0], bad[i][1], bad[i][2], "--workers", "p=tcp://ok:1", NULL };
+		CHECK_EQ_INT(parse_args(5, argv), -1);
+	}
+}
+
 int main(void)
 {
+	RUN(test_config);
 	RUN(test_base64_hex);
 	RUN(test_utf8);
 	RUN(test_v1_request);
