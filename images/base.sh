@@ -13,7 +13,7 @@ set -eu
 force=
 [ "${1:-}" = --force ] && force=1
 
-if [ -z "$force" ] && $CORRAL_ENGINE image exists "$CORRAL_BASE_IMAGE" 2>/dev/null; then
+if [ -z "$force" ] && $CORRAL_ENGINE image inspect "$CORRAL_BASE_IMAGE" >/dev/null 2>&1; then
 	say "$CORRAL_BASE_IMAGE already present"
 	exit 0
 fi

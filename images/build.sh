@@ -13,7 +13,8 @@
 # corral/runtime-LANG, corral/gateway. The engine is podman, else docker
 # (env.sh); podman builds use the docker format so ONBUILD survives.
 # CORRAL_REGISTRY=registry.example.com/team (optional) also tags each image
-# with that prefix, ready for `podman push`.
+# with that prefix, ready for `podman push`. CORRAL_BUILD_FLAGS adds flags
+# to every build (e.g. --no-cache, --pull=never).
 set -eu
 . "$(dirname -- "$0")/env.sh"
 cd "$repo_dir"
@@ -26,7 +27,8 @@ build() {
 	# shellcheck disable=SC2046 # build_format is one or two words on purpose
 	log="$CORRAL_IMAGE_CACHE/build-$(echo "${tag%:*}" | tr / -).log"
 	mkdir -p "$CORRAL_IMAGE_CACHE"
-	if ! $CORRAL_ENGINE build $(build_format) --layers -f "$file" -t "$tag" "$@" "$ctx" >"$log" 2>&1; then
+	# shellcheck disable=SC2086 # CORRAL_BUILD_FLAGS is a list of words
+	if ! $CORRAL_ENGINE build $(build_format) ${CORRAL_BUILD_FLAGS:-} -f "$file" -t "$tag" "$@" "$ctx" >"$log" 2>&1; then
 		tail -n 30 "$log" >&2
 		die "building $tag from $file failed (whole output: $log)"
 	fi
