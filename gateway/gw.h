@@ -142,6 +142,7 @@ struct gw_worker {
 	                    * `busy` reply: others may use it too */
 	bool healthy;
 	bool removed; /* dropped by discovery */
+	bool closed;  /* ...and its socket closed */
 	bool probing; /* a ping/info in flight */
 	bool connected;
 	int64_t last_ok_ms;

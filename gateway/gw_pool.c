@@ -457,6 +457,10 @@ static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
 	gw_worker *w = arg;
 	gw_lock();
+	if (nng_socket_id(nng_pipe_socket(pipe)) != nng_socket_id(w->sock)) {
+		gw_unlock(); /* a socket discovery closed before reconnecting */
+		return;
+	}
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		w->connected = true;
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
@@ -467,23 +471,10 @@ static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 	gw_unlock();
 }
 
-/* Under lock. */
-static gw_worker *worker_add(const char *url, const char *label)
+/* Under lock: the worker's REQ socket, dialling in the background. */
+static int worker_connect(gw_worker *w)
 {
-	for (gw_worker *w = workers; w; w = w->next) {
-		if (!strcmp(w->url, url)) {
-			if (w->removed)
-				cr_log("info", "worker_back", "worker=%s", url);
-			w->removed = false;
-			return w;
-		}
-	}
-	gw_worker *w = calloc(1, sizeof(*w));
 	int rv;
-	if (!w || !(w->url = strdup(url)) || !(w->label = strdup(label)) || !(w->name = strdup(""))) {
-		cr_log("error", "worker_add", "worker=%s error=\"out of memory\"", url);
-		return NULL;
-	}
 	if ((rv = nng_req0_open(&w->sock)) != 0 ||
 	    (rv = nng_socket_set_ms(w->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0 ||
 	    (rv = nng_socket_set_size(w->sock, NNG_OPT_RECVMAXSZ, gw_cfg.max_reply)) != 0 ||
@@ -491,8 +482,36 @@ static gw_worker *worker_add(const char *url, const char *label)
 	    (rv = nng_socket_set_ms(w->sock, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
 	    (rv = nng_pipe_notify(w->sock, NNG_PIPE_EV_ADD_POST, pipe_event, w)) != 0 ||
 	    (rv = nng_pipe_notify(w->sock, NNG_PIPE_EV_REM_POST, pipe_event, w)) != 0 ||
-	    (rv = nng_dial(w->sock, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		cr_log("error", "worker_add", "worker=%s error=\"%s\"", url, nng_strerror(rv));
+	    (rv = nng_dial(w->sock, w->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+		cr_log("error", "worker_add", "worker=%s error=\"%s\"", w->url, nng_strerror(rv));
+		nng_close(w->sock);
+		return -1;
+	}
+	w->closed = false;
+	return 0;
+}
+
+/* Under lock. A known URL is reused (workers are never freed: aios may
+ * still point at them), reconnected when discovery had dropped it. */
+static gw_worker *worker_add(const char *url, const char *label)
+{
+	for (gw_worker *w = workers; w; w = w->next) {
+		if (strcmp(w->url, url))
+			continue;
+		if (w->removed) {
+			cr_log("info", "worker_back", "worker=%s", url);
+			if (w->closed && worker_connect(w) < 0)
+				return NULL;
+			w->removed = false;
+		}
+		return w;
+	}
+	gw_worker *w = calloc(1, sizeof(*w));
+	if (!w || !(w->url = strdup(url)) || !(w->label = strdup(label)) || !(w->name = strdup(""))) {
+		cr_log("error", "worker_add", "worker=%s error=\"out of memory\"", url);
+		return NULL;
+	}
+	if (worker_connect(w) < 0) {
 		free(w->url);
 		free(w->label);
 		free(w->name);
@@ -567,6 +586,8 @@ static void resolve_one(const char *spec)
 		n++;
 	}
 	freeaddrinfo(res);
+	nng_socket dropped[64];
+	int ndropped = 0;
 	gw_lock();
 	for (gw_worker *w = workers; w; w = w->next) {
 		if (strcmp(w->label, label) || w->removed)
@@ -574,14 +595,21 @@ static void resolve_one(const char *spec)
 		bool still = false;
 		for (int i = 0; i < n && !still; i++)
 			still = !strcmp(urls[i], w->url);
-		if (!still) {
+		if (!still && ndropped < 64) {
+			/* a pod that went away: stop dialling it */
 			w->removed = true;
+			w->closed = true;
+			dropped[ndropped++] = w->sock;
+			gw_worker_eject(w, "no longer in DNS");
 			cr_log("info", "worker_removed", "worker=%s source=%s", w->url, spec);
 		}
 	}
 	for (int i = 0; i < n; i++)
 		worker_add(urls[i], label);
 	gw_unlock();
+	/* not under the lock: closing runs pipe callbacks that take it */
+	for (int i = 0; i < ndropped; i++)
+		nng_close(dropped[i]);
 }
 
 static void *resolver_main(void *arg)
@@ -635,5 +663,6 @@ void gw_pool_shutdown(void)
 	if (have_resolver)
 		pthread_join(resolver, NULL);
 	for (gw_worker *w = workers; w; w = w->next)
-		nng_close(w->sock);
+		if (!w->closed)
+			nng_close(w->sock);
 }
