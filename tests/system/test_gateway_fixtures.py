@@ -58,7 +58,11 @@ class Gateway:
         if b"\n" not in got:
             self.stop()
             raise RuntimeError("gateway did not become ready: " + self.log())
-        self.wait_healthy(len(workers) if ready is None else ready)
+        try:
+            self.wait_healthy(len(workers) if ready is None else ready)
+        except BaseException:
+            self.stop()  # never leave a gateway behind
+            raise
 
     def log(self):
         if not self.log_file.closed:
