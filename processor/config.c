@@ -16,7 +16,7 @@
 
 enum { O_LISTEN, O_RUNTIME, O_STATE, O_SLOTS, O_UID, O_NOTIFY, O_DRAIN, O_NAME,
        O_MAXMSG, O_LIM, O_MAXLIM, O_CLIM, O_MAXCLIM, O_MAXFILES, O_MAXFILE,
-       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_N };
+       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_N };
 
 static const struct opt {
 	const char *flag, *env, *arg, *help;
@@ -68,6 +68,10 @@ static const struct opt {
 	[O_VERSION] = { "--runtime-version", "CORRAL_RUNTIME_VERSION", "VERSION",
 	                "the runtime's version, instead of running runtime.conf's version "
 	                "command at every start (faster restarts) [run it]" },
+	[O_PREWARM] = { "--prewarm", "CORRAL_PREWARM", "on|off",
+	                "prewarmed one-shot sandboxes: each slot keeps its next sandbox started "
+	                "with the runtime's warm.sh waiting in it (docs/runtimes.md, \"warm\"); "
+	                "a runtime without warm.sh runs cold [off]" },
 };
 
 static void usage(FILE *f)
@@ -177,6 +181,10 @@ static int apply(pr_config *c, int o, const char *v)
 		if (!*v || strlen(v) >= 64 || strpbrk(v, " \t\n"))
 			return bad(o, v, "expected a version without spaces, under 64 characters");
 		c->runtime_version = v; return 0;
+	case O_PREWARM:
+		if (strcmp(v, "on") && strcmp(v, "off"))
+			return bad(o, v, "expected on or off");
+		c->prewarm = strcmp(v, "on") == 0; return 0;
 	default:
 		if (cr_parse_limits(v, lims[o - O_LIM], err, sizeof err))
 			return bad(o, v, err);

@@ -121,6 +121,8 @@ static int start(pr_config *cfg, pr_runtime *rt)
 		.min_isolation = cfg->min_isolation ? cfg->min_isolation : "none",
 		.tmp_bytes = cfg->tmp_bytes,
 		.workdir_bytes = cfg->workdir_bytes,
+		.prewarm = cfg->prewarm,
+		.warm_limits = cfg->run_max,
 	};
 	if (px_init(&pc, err, sizeof err)) {
 		cr_log("error", "cannot start the sandbox", "error=%s", cr_log_quote(q, sizeof q, err));
@@ -167,9 +169,10 @@ int main(int argc, char **argv)
 	}
 	char q[300];
 	cr_log("info", "ready",
-	       "runtime=%s version=%s slots=%d listen=%s isolation=%s uid_base=%d pid=%d",
+	       "runtime=%s version=%s slots=%d listen=%s isolation=%s uid_base=%d accel=%s pid=%d",
 	       rt.name, rt.version, cfg.slots, cr_log_quote(q, sizeof q, cfg.listen[0]),
-	       px_isolation(), cfg.uid_base, (int)getpid());
+	       px_isolation(), cfg.uid_base, cr_log_quote((char[200]){ 0 }, 200, px_accel()),
+	       (int)getpid());
 	notify_ready(cfg.notify_fd);
 
 	int sig;

@@ -40,6 +40,7 @@ typedef struct pr_config {
 	int64_t tmp_bytes;
 	int64_t workdir_bytes;
 	const char *runtime_version; /* NULL: run runtime.conf's command */
+	bool prewarm;                /* --prewarm on */
 } pr_config;
 
 /* config.c: 0 to run, 1 when --help was printed, -1 on a bad flag. */

@@ -131,6 +131,7 @@ static void *slot_main(void *arg)
 {
 	slot *s = arg;
 	for (;;) {
+		px_prepare(s->px); /* prewarm: the next sandbox, while idle (no-op if off) */
 		pthread_mutex_lock(&mu);
 		while (!s->job && !stopping)
 			pthread_cond_wait(&s->wake, &mu);
@@ -184,6 +185,10 @@ int pr_slots_submit(cr_request *req, pr_done_fn done, void *arg)
 		return -1;
 	pthread_mutex_lock(&mu);
 	slot *free_slot = NULL;
+	/* prewarm: a free slot whose next sandbox is ready first */
+	for (int i = 0; i < nslots && !free_slot && !draining; i++)
+		if (!slots[i].job && px_slot_warm_ready(slots[i].px))
+			free_slot = &slots[i];
 	for (int i = 0; i < nslots && !free_slot && !draining; i++)
 		if (!slots[i].job)
 			free_slot = &slots[i];

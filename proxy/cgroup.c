@@ -558,6 +558,28 @@ static int kill_listed(const char *dir)
 	return n;
 }
 
+int px_cg_pids(const px_cgroup *c, pid_t *pids, int max)
+{
+	const char *dirs[] = { c->pids, c->mem, c->cpu, c->freezer, c->unified };
+	for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+		char b[4096];
+		if (!dirs[i][0] || read_file(dirs[i], "cgroup.procs", b, sizeof b) <= 0)
+			continue;
+		int n = 0;
+		for (char *p = b; *p && n < max;) {
+			char *end;
+			long pid = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			if (pid > 0)
+				pids[n++] = (pid_t)pid;
+			p = end + (*end != '\0');
+		}
+		return n;
+	}
+	return 0;
+}
+
 static bool empty_cgroup(const char *dir)
 {
 	char b[16];

@@ -11,6 +11,7 @@
  *              the stage's status
  *   proxy.c    px_init/px_execute/px_cancel: slots and the two stages
  *   uidlock.c  one worker per slot uid: a lock on the uid range
+ *   warm.c     prewarmed one-shot sandboxes: started ahead, used once
  */
 #ifndef PX_INTERNAL_H
 #define PX_INTERNAL_H
@@ -45,6 +46,9 @@ void px_uid_unlock(void);
  * partially and the caller removes it. */
 int px_workdir_fill(const char *dir, const cr_file *files, size_t nfiles,
                     int uid, int gid, char *err, size_t errlen);
+/* The same into dir, which exists (a prewarmed sandbox's, empty). */
+int px_workdir_put(const char *dir, const cr_file *files, size_t nfiles,
+                   int uid, int gid, char *err, size_t errlen);
 /* Removes path and everything below it, whatever the user did to it
  * (read-only modes, deep trees, fifos, sockets). 0, or -1 with err. */
 int px_rmtree(const char *path, char *err, size_t errlen);
@@ -93,6 +97,8 @@ int px_cg_set_limits(px_cgroup *cg, const cr_limits *lim, char *err, size_t errl
  * (usage read later is the difference). */
 void px_cg_mark(px_cgroup *cg);
 int64_t px_cg_cpu_ns(const px_cgroup *cg);
+/* Up to max host pids of the cgroup's members; 0 when none or unknown. */
+int px_cg_pids(const px_cgroup *cg, pid_t *pids, int max);
 void px_cg_read_usage(const px_cgroup *cg, px_cg_usage *u);
 /* Kills what is left; removes the dirs, or empties and keeps a reused one. */
 void px_cg_destroy(px_cgroup *cg);
@@ -111,6 +117,7 @@ typedef struct px_plan {
 	int uid, gid;     /* -1: keep ours */
 	int stdin_fd, stdout_fd, stderr_fd; /* the stage's ends */
 	int ctl_fd;       /* keeper reads: a byte or EOF = stop now */
+	int warm_fd;      /* a warm stage's socket, its fd 3; -1: none */
 	int report_fd;    /* keeper writes its px_report here */
 	struct { int res; struct rlimit lim; } rlimits[PX_MAX_RLIMITS];
 	int nrlimits;
@@ -140,6 +147,19 @@ void px_close_except(const int *keep, int n);
 
 /* ---- proxy.c ------------------------------------------------------------ */
 
+/* ---- warm.c ---------------------------------------------------------------- */
+
+/* A slot's prewarmed sandbox. `present` and `ready` are read by other
+ * threads (px_slot_warm_ready) under the slot's mutex. */
+typedef struct px_warm {
+	bool present;     /* launched, not used yet */
+	bool ready;       /* its warm entry said it is blocked, waiting */
+	int failures;     /* in a row, before a handoff; prewarm stops at 3 */
+	int64_t started_ms;
+	char wd[PX_PATH], tmp[PX_PATH + 8];
+	struct px_launch_s *l; /* the launched stage (malloc'd) */
+} px_warm;
+
 typedef struct px_world {
 	px_config cfg;
 	char runtime_dir[PX_PATH];
@@ -152,6 +172,8 @@ typedef struct px_world {
 	int64_t workdir_bytes; /* per-slot tmpfs for work dirs (root) */
 	int nslots;
 	px_slot *slots;
+	bool prewarm;    /* asked for, the runtime has warm.sh and no compile.sh */
+	char accel[128]; /* px_accel() */
 } px_world;
 
 extern px_world px_w;
@@ -162,13 +184,45 @@ struct px_slot {
 	bool active;       /* px_execute in progress */
 	bool cancel;       /* px_cancel asked to stop */
 	int wake_fd;       /* eventfd: wakes the stage loop on cancel */
-	unsigned long seq; /* invocations run, for unique names */
+	unsigned long seq; /* invocations run */
+	unsigned long dirs; /* work dirs made, for unique names */
 	char dir[PX_PATH]; /* where its work dirs go: a tmpfs of its own as root */
 	bool dir_mounted;
+	px_warm warm;      /* the next sandbox, started ahead (warm.c) */
 };
 
 bool px_slot_cancelled(px_slot *s);
 
+/* Environment of a stage (proxy.c says what it holds). */
+typedef struct px_env {
+	char **v;
+	size_t n, alloc;
+	bool oom;
+} px_env;
+int px_env_build(px_env *e, const cr_request *req, const char *wd, const char *tmp,
+                 const char *stage, int slot);
+void px_env_free(px_env *e);
+/* A fresh work dir holding files, and a private tmp next to it ("/tmp"
+ * at the namespace levels), owned by the slot's uid. wd: PX_PATH bytes,
+ * tmp: PX_PATH + 8. */
+int px_make_dirs(px_slot *slot, const cr_file *files, size_t nfiles, char *wd, char *tmp,
+                 char *err, size_t errlen);
+/* Removes both; a failure is logged, and set in err/rc when *rc was 0. */
+void px_remove_dirs(int slot, const char *wd, const char *tmp, char *err, size_t errlen,
+                    int *rc);
+
+/* ---- warm.c ---------------------------------------------------------------- */
+
+enum { PX_WARM_NONE = 1 }; /* px_warm_run: no warm sandbox was used */
+/* Decides prewarm at px_init (after the sandbox). */
+void px_warm_init(void);
+/* Runs the invocation in the slot's warm sandbox: 0 or -1 as px_execute,
+ * with wd/tmp set to the dirs to remove; PX_WARM_NONE when there was none
+ * fit to use (nothing ran, wd/tmp are empty). */
+int px_warm_run(px_slot *s, const px_job *job, px_result *res, char *wd, char *tmp,
+                char *err, size_t errlen);
+/* Stops and removes the slot's warm sandbox, if any. */
+void px_warm_discard(px_slot *s);
 /* ---- stage.c ------------------------------------------------------------ */
 
 typedef struct px_stage_spec {
@@ -185,5 +239,30 @@ typedef struct px_stage_spec {
  * err for an internal failure. */
 int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st,
                  bool *cancelled, char *err, size_t errlen);
+
+/* px_stage_run in two halves, so that a stage can be started ahead (a
+ * warm one: warm.c) and finished later. */
+typedef struct px_launch_s {
+	pid_t keeper;  /* -1: none */
+	int in_fd, out_fd, err_fd, ctl_fd, report_fd;
+	int warm_fd;   /* our end of a warm stage's fd 3; -1: not warm */
+	px_cgroup cg;
+	bool has_cg;
+} px_launch;
+
+/* Starts the keeper and the stage under spec->lim (cgroup and rlimits). */
+int px_stage_launch(px_slot *s, const px_stage_spec *spec, bool warm, px_launch *l,
+                    char *err, size_t errlen);
+/* Runs the launched stage to its end under spec's limits, the wall clock
+ * from now; handoff (when not NULL) is written to the warm socket first,
+ * then EOF. *lost (may be NULL): the stage ended before it had all of
+ * the handoff, so nothing of the invocation ran and *st is empty. */
+int px_stage_finish(px_slot *s, const px_stage_spec *spec, px_launch *l,
+                    const char *handoff, size_t handoff_len, cr_stage *st,
+                    bool *cancelled, bool *lost, char *err, size_t errlen);
+/* Stops and frees a launched stage that will not be finished. */
+void px_stage_abandon(px_launch *l);
+/* The rlimits of a stage under lim. */
+void px_plan_limits(px_plan *p, const cr_limits *lim);
 
 #endif

@@ -357,6 +357,13 @@ static void stage_main(const px_plan *p, int failfd)
 	sigemptyset(&none);
 	reset_signals();
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* the keeper closed 0..2, so failfd may be one of them: move it up
+	 * before 0..3 are taken for the stage */
+	int hi = fcntl(failfd, F_DUPFD_CLOEXEC, 10);
+	if (hi >= 0) {
+		close(failfd);
+		failfd = hi;
+	}
 	if (setsid() < 0)
 		stage_fail(failfd, STEP_SETSID);
 	if (p->cg)
@@ -370,11 +377,14 @@ static void stage_main(const px_plan *p, int failfd)
 	int in = fcntl(p->stdin_fd, F_DUPFD_CLOEXEC, 10);
 	int out = fcntl(p->stdout_fd, F_DUPFD_CLOEXEC, 10);
 	int errfd = fcntl(p->stderr_fd, F_DUPFD_CLOEXEC, 10);
+	int warm = p->warm_fd >= 0 ? fcntl(p->warm_fd, F_DUPFD_CLOEXEC, 10) : -1;
 	if (in < 0 || out < 0 || errfd < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(errfd, 2) < 0)
+	    dup2(errfd, 2) < 0 || (p->warm_fd >= 0 && warm < 0))
 		stage_fail(failfd, STEP_FDS);
-	int keep[] = { 0, 1, 2, failfd };
-	px_close_except(keep, 4);
+	if (warm >= 0 && dup2(warm, 3) < 0) /* the warm entry's socket: fd 3 */
+		stage_fail(failfd, STEP_FDS);
+	int keep[] = { 0, 1, 2, failfd, warm >= 0 ? 3 : -1 };
+	px_close_except(keep, 5);
 	if (chdir(p->workdir) < 0)
 		stage_fail(failfd, STEP_CHDIR);
 	if (p->sb && px_sandbox_drop_bounding(p->sb) < 0)
@@ -436,8 +446,8 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	    (!(p->sb && p->sb->namespaces) && getppid() != parent))
 		_exit(3); /* (in a new pid namespace our parent is not visible) */
 	int keepfds[16] = { p->ctl_fd, p->report_fd, p->stdin_fd, p->stdout_fd,
-	                    p->stderr_fd, sfd };
-	int nkeep = 6;
+	                    p->stderr_fd, sfd, p->warm_fd };
+	int nkeep = 7;
 	for (int i = 0; p->cg && i < p->cg->njoin; i++)
 		keepfds[nkeep++] = p->cg->join_fd[i];
 	px_close_except(keepfds, nkeep);
@@ -464,6 +474,8 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	close(p->stdin_fd);
 	close(p->stdout_fd);
 	close(p->stderr_fd);
+	if (p->warm_fd >= 0)
+		close(p->warm_fd);
 	if (k.stage > 0)
 		keeper_wait(&k, sfd);
 	else

@@ -334,6 +334,7 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	px_sandbox_describe(mech, sizeof mech);
+	px_warm_init();
 	int level = px_sandbox_level();
 	snprintf(px_w.isolation, sizeof px_w.isolation, "%s: %s", px_level_name(level), mech);
 	if (level < min) {
@@ -347,6 +348,8 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 
 void px_fini(void)
 {
+	for (int i = 0; i < px_w.nslots; i++)
+		px_warm_discard(&px_w.slots[i]);
 	px_sandbox_fini();
 	for (int i = 0; i < px_w.nslots; i++) {
 		px_slot *s = &px_w.slots[i];
@@ -372,14 +375,8 @@ const char *px_isolation_level(void) { return px_level_name(px_sandbox_level());
 
 /* ---- environment ------------------------------------------------------- */
 
-typedef struct envb {
-	char **v;
-	size_t n, alloc;
-	bool oom;
-} envb;
-
 /* Sets "KEY=VALUE" (kv: an allocated string, taken over). */
-static void env_put(envb *e, char *kv)
+static void env_put(px_env *e, char *kv)
 {
 	if (!kv) {
 		e->oom = true;
@@ -413,7 +410,7 @@ static char *fmt(const char *f, const char *a, const char *b)
 	return asprintf(&s, f, a, b) < 0 ? NULL : s;
 }
 
-static void env_free(envb *e)
+void px_env_free(px_env *e)
 {
 	for (size_t i = 0; i < e->n; i++)
 		free(e->v[i]);
@@ -421,7 +418,7 @@ static void env_free(envb *e)
 	memset(e, 0, sizeof *e);
 }
 
-static int env_build(envb *e, const cr_request *req, const char *wd, const char *tmp,
+int px_env_build(px_env *e, const cr_request *req, const char *wd, const char *tmp,
                      const char *stage, int slot)
 {
 	char sl[16];
@@ -450,36 +447,57 @@ typedef struct inv {
 	px_slot *slot;
 	const px_job *job;
 	char wd[PX_PATH], tmp[PX_PATH + 8];
-	int uid, gid;
 } inv;
 
-static int make_dirs(inv *v, char *err, size_t errlen)
+int px_make_dirs(px_slot *slot, const cr_file *files, size_t nfiles, char *wd, char *tmp,
+                 char *err, size_t errlen)
 {
 	uint64_t rnd;
+	int uid = px_slot_uid(slot->index), gid = px_slot_gid(slot->index);
+	wd[0] = tmp[0] = '\0';
 	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) {
 		snprintf(err, errlen, "getrandom: %s", strerror(errno));
 		return -1;
 	}
-	if ((size_t)snprintf(v->wd, sizeof v->wd, "%s/%lu.%016llx", v->slot->dir, v->slot->seq,
-	                     (unsigned long long)rnd) >= sizeof v->wd ||
-	    (size_t)snprintf(v->tmp, sizeof v->tmp, "%s.tmp", v->wd) >= sizeof v->tmp) {
+	pthread_mutex_lock(&slot->mu);
+	unsigned long n = ++slot->dirs;
+	pthread_mutex_unlock(&slot->mu);
+	if ((size_t)snprintf(wd, PX_PATH, "%s/%lu.%016llx", slot->dir, n,
+	                     (unsigned long long)rnd) >= PX_PATH ||
+	    (size_t)snprintf(tmp, PX_PATH + 8, "%s.tmp", wd) >= PX_PATH + 8) {
 		snprintf(err, errlen, "work root path too long");
-		v->wd[0] = v->tmp[0] = '\0';
+		wd[0] = tmp[0] = '\0';
 		return -1;
 	}
-	const cr_request *req = v->job->req;
-	if (px_workdir_fill(v->wd, req->files, req->nfiles, v->uid, v->gid, err, errlen) < 0)
+	if (px_workdir_fill(wd, files, nfiles, uid, gid, err, errlen) < 0)
 		return -1;
 	if (px_sandbox_level() >= PX_LEVEL_NAMESPACES) {
-		strcpy(v->tmp, "/tmp"); /* a fresh tmpfs in the stage's namespace */
+		strcpy(tmp, "/tmp"); /* a fresh tmpfs in the stage's namespace */
 		return 0;
 	}
-	if (mkdir(v->tmp, 0700) < 0 ||
-	    (v->uid >= 0 && chown(v->tmp, (uid_t)v->uid, (gid_t)v->gid) < 0)) {
-		snprintf(err, errlen, "cannot create %s: %s", v->tmp, strerror(errno));
+	if (mkdir(tmp, 0700) < 0 || (uid >= 0 && chown(tmp, (uid_t)uid, (gid_t)gid) < 0)) {
+		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
 		return -1;
 	}
 	return 0;
+}
+
+void px_remove_dirs(int slot, const char *wd, const char *tmp, char *err, size_t errlen,
+                    int *rc)
+{
+	char rerr[512];
+	for (int i = 0; i < 2; i++) {
+		const char *d = i ? tmp : wd;
+		if (d[0] && strcmp(d, "/tmp") && px_rmtree(d, rerr, sizeof rerr) < 0) {
+			char q[600];
+			cr_log("error", "work dir removal failed", "slot=%d error=%s", slot,
+			       cr_log_quote(q, sizeof q, rerr));
+			if (rc && *rc == 0) {
+				snprintf(err, errlen, "%s", rerr);
+				*rc = -1;
+			}
+		}
+	}
 }
 
 static int run_stage(inv *v, bool compile, cr_stage *st, bool *cancelled, char *err,
@@ -490,9 +508,9 @@ static int run_stage(inv *v, bool compile, cr_stage *st, bool *cancelled, char *
 	snprintf(exe, sizeof exe, "%s/%s", px_w.runtime_dir, compile ? "compile.sh" : "runtime.sh");
 	size_t nargs = compile ? 0 : req->nargs;
 	char **argv = calloc(nargs + 3, sizeof *argv);
-	envb env = { 0 };
+	px_env env = { 0 };
 	int rc = -1;
-	if (!argv || env_build(&env, req, v->wd, v->tmp, compile ? "compile" : "run",
+	if (!argv || px_env_build(&env, req, v->wd, v->tmp, compile ? "compile" : "run",
 	                       v->slot->index) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
@@ -510,7 +528,7 @@ static int run_stage(inv *v, bool compile, cr_stage *st, bool *cancelled, char *
 	rc = px_stage_run(v->slot, &spec, st, cancelled, err, errlen);
 out:
 	free(argv);
-	env_free(&env);
+	px_env_free(&env);
 	return rc;
 }
 
@@ -539,24 +557,17 @@ int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size
 		return -1;
 	}
 	slot_begin(slot);
-	inv v = { .slot = slot, .job = job,
-	          .uid = px_slot_uid(slot->index), .gid = px_slot_gid(slot->index) };
-	int rc = make_dirs(&v, err, errlen);
-	if (rc == 0)
-		rc = stages(&v, res, err, errlen);
-	char rerr[512];
-	for (int i = 0; i < 2; i++) {
-		const char *d = i ? v.tmp : v.wd;
-		if (d[0] && strcmp(d, "/tmp") && px_rmtree(d, rerr, sizeof rerr) < 0) {
-			char q[600];
-			cr_log("error", "work dir removal failed", "slot=%d error=%s", slot->index,
-			       cr_log_quote(q, sizeof q, rerr));
-			if (rc == 0) {
-				snprintf(err, errlen, "%s", rerr);
-				rc = -1;
-			}
-		}
+	inv v = { .slot = slot, .job = job };
+	/* a prewarmed sandbox when the slot has one; else (or when it died
+	 * before it had the invocation) the cold path */
+	int rc = px_warm_run(slot, job, res, v.wd, v.tmp, err, errlen);
+	if (rc == PX_WARM_NONE) {
+		const cr_request *req = job->req;
+		rc = px_make_dirs(slot, req->files, req->nfiles, v.wd, v.tmp, err, errlen);
+		if (rc == 0)
+			rc = stages(&v, res, err, errlen);
 	}
+	px_remove_dirs(slot->index, v.wd, v.tmp, err, errlen, &rc);
 	slot_end(slot);
 	return rc;
 }

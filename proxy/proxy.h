@@ -52,6 +52,12 @@ typedef struct px_config {
 	 * that a disk fill stops there. 0: plain folders (the mounts outlive a
 	 * SIGKILLed worker, so this is opt-in for now). */
 	int64_t workdir_bytes;
+	/* Prewarmed one-shot sandboxes (docs/runtimes.md, "warm"): each slot
+	 * keeps its next sandbox started, with the runtime's warm.sh blocked
+	 * in it, under warm_limits until an invocation's limits replace them.
+	 * Ignored for a runtime without warm.sh or with compile.sh. */
+	bool prewarm;
+	cr_limits warm_limits; /* every field set: the largest a run may ask */
 } px_config;
 
 typedef struct px_slot px_slot;
@@ -91,6 +97,15 @@ void px_result_free(px_result *res);
  * cancel that arrives between stages stops the next stage from starting.
  * No effect when the slot is idle. */
 void px_cancel(px_slot *slot);
+
+/* When prewarm is on: starts the slot's next sandbox if it has none (the
+ * slot's thread calls it when idle, e.g. right after a reply left). Not
+ * concurrently with px_execute on the same slot. No-op when off. */
+void px_prepare(px_slot *slot);
+/* Thread-safe: the slot has a warm sandbox whose runtime said it waits. */
+bool px_slot_warm_ready(px_slot *slot);
+/* The fast paths in force, for `info` and logs: "prewarm" or "none". */
+const char *px_accel(void);
 
 /* A short description of the isolation in force, for `info` and logs:
  * "<level>: <mechanisms>", e.g. "full: uid+rlimit+cgroup-v1(...)+seccomp+..." */

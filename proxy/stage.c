@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +62,10 @@ typedef struct run {
 	px_report rep;
 	bool have_report;
 	bool oom_chunks; /* allocation failed: we stop the stage */
+	int warm_fd;         /* a warm stage's socket: the handoff goes there */
+	const char *handoff;
+	size_t ho_len, ho_off;
+	bool handed_over;    /* all of the handoff was written (or none was due) */
 } run;
 
 static int64_t now_ms(void)
@@ -225,11 +230,13 @@ static void check_limits(run *r, int64_t deadline, bool cpu_tick, pid_t keeper)
 		kill(keeper, SIGKILL);
 }
 
+static void write_handoff(run *r);
+
 static void loop(run *r, pid_t keeper, int64_t deadline, bool cpu_tick)
 {
 	while (r->report_fd >= 0) {
-		struct pollfd pf[5];
-		int n = 0, iout = -1, ierr = -1, iin = -1;
+		struct pollfd pf[6];
+		int n = 0, iout = -1, ierr = -1, iin = -1, iwarm = -1;
 		pf[n++] = (struct pollfd){ r->report_fd, POLLIN, 0 };
 		pf[n++] = (struct pollfd){ r->slot->wake_fd, POLLIN, 0 };
 		if (r->out.fd >= 0)
@@ -238,6 +245,8 @@ static void loop(run *r, pid_t keeper, int64_t deadline, bool cpu_tick)
 			ierr = n, pf[n++] = (struct pollfd){ r->err.fd, POLLIN, 0 };
 		if (r->in_fd >= 0)
 			iin = n, pf[n++] = (struct pollfd){ r->in_fd, POLLOUT, 0 };
+		if (r->warm_fd >= 0)
+			iwarm = n, pf[n++] = (struct pollfd){ r->warm_fd, POLLOUT, 0 };
 		int rc = poll(pf, (nfds_t)n, poll_timeout(r, deadline, cpu_tick));
 		if (rc < 0 && errno != EINTR)
 			break;
@@ -248,6 +257,8 @@ static void loop(run *r, pid_t keeper, int64_t deadline, bool cpu_tick)
 				read_stream(r, &r->err, false);
 			if (iin >= 0 && pf[iin].revents)
 				write_stdin(r);
+			if (iwarm >= 0 && pf[iwarm].revents)
+				write_handoff(r);
 			if (pf[1].revents) {
 				uint64_t v;
 				if (read(r->slot->wake_fd, &v, sizeof v) < 0) {
@@ -287,7 +298,7 @@ static void add_rlimit(px_plan *p, int res, int64_t v)
 	p->nrlimits++;
 }
 
-static void plan_limits(px_plan *p, const cr_limits *lim)
+void px_plan_limits(px_plan *p, const cr_limits *lim)
 {
 	if (lim->cpu_ms >= 0) {
 		/* seconds; the cgroup poll is precise, this is the backstop */
@@ -386,23 +397,32 @@ static int finish(run *r, pid_t keeper, int64_t start, cr_stage *st, bool *cance
 	return 0;
 }
 
-int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st, bool *cancelled,
-                 char *err, size_t errlen)
+static void close_launch_fds(px_launch *l)
 {
-	memset(st, 0, sizeof *st);
-	st->exit_code = -1;
-	*cancelled = false;
-	sigset_t pipe_set, old_mask;
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-	int rc = -1;
-	run r = { .spec = spec, .slot = s };
+	close_fd(&l->in_fd);
+	close_fd(&l->out_fd);
+	close_fd(&l->err_fd);
+	close_fd(&l->ctl_fd);
+	close_fd(&l->report_fd);
+	close_fd(&l->warm_fd);
+}
+
+int px_stage_launch(px_slot *s, const px_stage_spec *spec, bool warm, px_launch *l,
+                    char *err, size_t errlen)
+{
+	memset(l, 0, sizeof *l);
+	l->in_fd = l->out_fd = l->err_fd = l->ctl_fd = l->report_fd = l->warm_fd = -1;
+	l->keeper = -1;
 	int fds[5][2]; /* stdin, stdout, stderr, ctl, report */
+	int wsock[2] = { -1, -1 };
 	if (make_pipes(fds, err, errlen) < 0)
-		goto fail_pipes;
-	if (px_cg_create(&r.cg, s->index, spec->lim, err, errlen) < 0)
-		goto fail_pipes;
+		goto fail;
+	if (warm && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, wsock) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		goto fail;
+	}
+	if (px_cg_create(&l->cg, s->index, spec->lim, err, errlen) < 0)
+		goto fail;
 	px_plan p = {
 		.exe = spec->exe, .argv = spec->argv, .envp = spec->envp,
 		.workdir = spec->workdir,
@@ -410,47 +430,142 @@ int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st, bool *canc
 		.gid = px_slot_gid(s->index),
 		.uid_kill = px_w.uid_drop,
 		.stdin_fd = fds[0][0], .stdout_fd = fds[1][1], .stderr_fd = fds[2][1],
-		.ctl_fd = fds[3][0], .report_fd = fds[4][1],
-		.cg = px_cg_mode() != PX_CG_NONE || r.cg.unified[0] ? &r.cg : NULL,
+		.ctl_fd = fds[3][0], .report_fd = fds[4][1], .warm_fd = wsock[1],
+		.cg = px_cg_mode() != PX_CG_NONE || l->cg.unified[0] ? &l->cg : NULL,
 		.sb = px_sandbox_for(s->index),
 	};
-	plan_limits(&p, spec->lim);
-	int64_t start = now_ms();
-	pid_t keeper = px_keeper_start(&p);
-	if (keeper < 0) {
+	l->has_cg = p.cg != NULL;
+	px_plan_limits(&p, spec->lim);
+	l->keeper = px_keeper_start(&p);
+	if (l->keeper < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
-		px_cg_destroy(&r.cg);
-		goto fail_pipes;
+		px_cg_destroy(&l->cg);
+		goto fail;
 	}
 	for (int i = 0; i < 5; i++) /* close the child's ends */
 		close(i == 0 || i == 3 ? fds[i][0] : fds[i][1]);
-	r.in_fd = fds[0][1], r.out.fd = fds[1][0], r.err.fd = fds[2][0];
-	r.ctl_fd = fds[3][1], r.report_fd = fds[4][0];
-	int nb[] = { r.in_fd, r.out.fd, r.err.fd, r.report_fd };
-	for (int i = 0; i < 4; i++)
-		fcntl(nb[i], F_SETFL, O_NONBLOCK);
+	if (wsock[1] >= 0)
+		close(wsock[1]);
+	l->in_fd = fds[0][1], l->out_fd = fds[1][0], l->err_fd = fds[2][0];
+	l->ctl_fd = fds[3][1], l->report_fd = fds[4][0], l->warm_fd = wsock[0];
+	int nb[] = { l->in_fd, l->out_fd, l->err_fd, l->report_fd, l->warm_fd };
+	for (int i = 0; i < 5; i++)
+		if (nb[i] >= 0)
+			fcntl(nb[i], F_SETFL, O_NONBLOCK);
+	return 0;
+fail:
+	for (int i = 0; i < 5; i++)
+		for (int j = 0; j < 2; j++)
+			if (fds[i][j] >= 0)
+				close(fds[i][j]);
+	if (wsock[0] >= 0)
+		close(wsock[0]), close(wsock[1]);
+	return -1;
+}
+
+void px_stage_abandon(px_launch *l)
+{
+	if (l->keeper > 0) {
+		/* closing ctl is "stop now" for the keeper: it kills the tree */
+		close_fd(&l->ctl_fd);
+		int st;
+		while (waitpid(l->keeper, &st, 0) < 0 && errno == EINTR)
+			;
+		l->keeper = -1;
+		px_cg_destroy(&l->cg);
+	}
+	close_launch_fds(l);
+}
+
+/* Moves the handoff into the warm process's socket; at the end, EOF. */
+static void write_handoff(run *r)
+{
+	while (r->ho_off < r->ho_len) {
+		ssize_t n = send(r->warm_fd, r->handoff + r->ho_off, r->ho_len - r->ho_off,
+		                 MSG_NOSIGNAL);
+		if (n > 0) {
+			r->ho_off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0 && errno == EINTR)
+			continue;
+		break; /* the warm process is gone: its report comes */
+	}
+	if (r->ho_off == r->ho_len)
+		r->handed_over = true;
+	shutdown(r->warm_fd, SHUT_WR);
+	close_fd(&r->warm_fd);
+}
+
+/* What the warm process wrote before it was handed anything (it should
+ * write nothing) is not the user's output. */
+static void discard_pending(int fd)
+{
+	char buf[4096];
+	while (fd >= 0 && read(fd, buf, sizeof buf) > 0)
+		;
+}
+
+int px_stage_finish(px_slot *s, const px_stage_spec *spec, px_launch *l,
+                    const char *handoff, size_t handoff_len, cr_stage *st,
+                    bool *cancelled, bool *lost, char *err, size_t errlen)
+{
+	memset(st, 0, sizeof *st);
+	st->exit_code = -1;
+	*cancelled = false;
+	if (lost)
+		*lost = false;
+	sigset_t pipe_set, old_mask;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+	run r = { .spec = spec, .slot = s, .cg = l->cg, .handoff = handoff,
+	          .ho_len = handoff_len, .handed_over = handoff == NULL };
+	r.in_fd = l->in_fd, r.out.fd = l->out_fd, r.err.fd = l->err_fd;
+	r.ctl_fd = l->ctl_fd, r.report_fd = l->report_fd, r.warm_fd = l->warm_fd;
+	l->in_fd = l->out_fd = l->err_fd = l->ctl_fd = l->report_fd = l->warm_fd = -1;
+	pid_t keeper = l->keeper;
+	l->keeper = -1;
+	if (handoff) {
+		discard_pending(r.out.fd);
+		discard_pending(r.err.fd);
+	} else {
+		close_fd(&r.warm_fd);
+	}
 	if (spec->stdin_len == 0)
 		close_fd(&r.in_fd);
+	int64_t start = now_ms();
 	int64_t deadline = spec->lim->wall_ms >= 0 ? start + spec->lim->wall_ms : -1;
-	bool cpu_tick = spec->lim->cpu_ms >= 0 && px_cg_has_cpu() && p.cg;
+	bool cpu_tick = spec->lim->cpu_ms >= 0 && px_cg_has_cpu() && l->has_cg;
 	loop(&r, keeper, deadline, cpu_tick);
 	close_fd(&r.ctl_fd);
 	close_fd(&r.in_fd);
-	rc = finish(&r, keeper, start, st, cancelled, err, errlen);
+	close_fd(&r.warm_fd);
+	int rc = finish(&r, keeper, start, st, cancelled, err, errlen);
+	if (lost && !r.handed_over) {
+		*lost = true; /* died before it had the invocation: nothing of it ran */
+		cr_stage_free(st);
+		memset(st, 0, sizeof *st);
+	}
 	close_fd(&r.out.fd);
 	close_fd(&r.err.fd);
 	close_fd(&r.report_fd);
 	free(r.out.buf);
 	free(r.err.buf);
 	free(r.chunks);
-	goto out;
-fail_pipes:
-	for (int i = 0; i < 5; i++)
-		for (int j = 0; j < 2; j++)
-			if (fds[i][j] >= 0)
-				close(fds[i][j]);
-out:
 	eat_sigpipe();
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	return rc;
+}
+
+int px_stage_run(px_slot *s, const px_stage_spec *spec, cr_stage *st, bool *cancelled,
+                 char *err, size_t errlen)
+{
+	px_launch l;
+	*cancelled = false;
+	if (px_stage_launch(s, spec, false, &l, err, errlen) < 0)
+		return -1;
+	return px_stage_finish(s, spec, &l, NULL, 0, st, cancelled, NULL, err, errlen);
 }

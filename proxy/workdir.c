@@ -124,6 +124,12 @@ int px_workdir_fill(const char *dir, const cr_file *files, size_t nfiles,
 		snprintf(err, errlen, "cannot create work dir %s: %s", dir, strerror(errno));
 		return -1;
 	}
+	return px_workdir_put(dir, files, nfiles, uid, gid, err, errlen);
+}
+
+int px_workdir_put(const char *dir, const cr_file *files, size_t nfiles,
+                   int uid, int gid, char *err, size_t errlen)
+{
 	int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (rootfd < 0 || own(rootfd, uid, gid) < 0) {
 		snprintf(err, errlen, "cannot open work dir %s: %s", dir, strerror(errno));
