@@ -4,7 +4,8 @@
 set -e
 pkgs="make gcc libc6-dev pkg-config libnng-dev libmsgpack-dev libjansson-dev
 libseccomp-dev s6 execline python3 python3-pytest python3-msgpack
-python3-requests bash python3 nodejs gcc procps iproute2 curl wrk"
+python3-requests bash python3 nodejs gcc procps iproute2 curl wrk ruby
+php-cli"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

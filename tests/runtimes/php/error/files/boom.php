@@ -1,0 +1,6 @@
+<?php
+function parse($s) {
+    throw new RuntimeException("boom");
+}
+echo "before\n";
+parse("x");

@@ -1,0 +1,4 @@
+<?php
+echo "about to fail\n";
+fwrite(STDERR, "something went wrong\n");
+exit(3);

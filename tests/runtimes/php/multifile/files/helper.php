@@ -1,0 +1,2 @@
+<?php
+function shout($s) { return strtoupper($s) . "!"; }

@@ -1,0 +1,6 @@
+def parse(s)
+  Integer(s)
+end
+puts "before"
+$stdout.flush
+parse("not a number")

@@ -1,0 +1,1 @@
+def greet(name) = "Hello from lib, #{name}!"

@@ -1,0 +1,3 @@
+data = $stdin.binmode.read
+$stdout.binmode.write(data)
+$stderr.puts "bytes: #{data.bytesize}"
