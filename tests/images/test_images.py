@@ -495,6 +495,48 @@ def test_every_case_through_the_gateway_container(gateway, workers):
     assert "corral" in m
 
 
+def test_chart_gateway_command_line_runs(tmp_path):
+    """The gateway container as the chart renders it (args, env, the API
+    key Secret mounted 0440 with group fsGroup) starts and stays up: the
+    real binary accepts every flag and variable the chart passes, and the
+    key file is readable by the gateway's uid."""
+    import yaml
+    tools = pathlib.Path(subprocess.run(["sh", str(REPO / "images" / "tools.sh")], check=True,
+                                        capture_output=True, text=True).stdout.split()[-1])
+    docs = [d for d in yaml.safe_load_all(subprocess.run(
+        [str(tools / "bin" / "helm"), "template", "rel", str(REPO / "charts" / "corral"),
+         "-f", str(HERE / "values-full.yaml")], check=True, capture_output=True, text=True).stdout) if d]
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-gateway"))
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "api-keys").write_bytes(base64.b64decode(secret["data"]["api-keys"]))
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "api-keys")
+    vol = next(v for v in pod["volumes"] if v["name"] == "api-keys")
+    group = pod["securityContext"]["fsGroup"]
+    os.chown(keys / "api-keys", 0, group)
+    os.chmod(keys / "api-keys", vol["secret"]["defaultMode"])
+    os.chmod(keys, 0o755)
+    name = "%s-gw-chart" % PREFIX
+    args = ["run", "-d", "--name", name, "--network", "none", "--read-only",
+            "--user", "%d:%d" % (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]),
+            "--group-add", str(group), "--cap-drop", "ALL",
+            "-v", "%s:%s:ro" % (keys, mount["mountPath"])]
+    for e in c["env"]:
+        args += ["-e", "%s=%s" % (e["name"], e["value"])]
+    try:
+        engine(*args, image("gateway"), *c["args"])
+        time.sleep(2)
+        running = engine("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
+        logs = engine("logs", name).stderr
+        assert running == "true", logs
+        assert "level=error" not in logs, logs
+    finally:
+        engine("rm", "-f", "-t", "0", name, check=False)
+
+
 # ---- SIGTERM: drain, then a clean exit ---------------------------------------------
 
 def test_sigterm_drains_and_exits_cleanly(tmp_path):
