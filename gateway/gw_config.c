@@ -97,7 +97,14 @@ static int add_items(char ***list, size_t *n, const char *v)
 	return 0;
 }
 
-/* "python=tcp://a:1,tcp://b:2": a label, then URLs. */
+static void free_items(char **list, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		free(list[i]);
+	*n = 0;
+}
+
+/* "python=tcp://a:1,tcp://b:2": a label, then URLs; all or nothing. */
 static int add_workers(const char *v)
 {
 	const char *eq = strchr(v, '=');
@@ -106,27 +113,33 @@ static int add_workers(const char *v)
 		return -1;
 	}
 	char **urls = NULL;
-	size_t nurls = 0;
+	size_t nurls = 0, i;
+	int rc = -1;
 	if (add_items(&urls, &nurls, eq + 1) < 0 || nurls == 0) {
 		fprintf(stderr, "corral-gateway: --workers '%s' lists no URL\n", v);
-		free(urls);
-		return -1;
+		goto out;
 	}
-	for (size_t i = 0; i < nurls; i++) {
+	for (i = 0; i < nurls; i++) {
 		if (strncmp(urls[i], "tcp://", 6) && strncmp(urls[i], "ipc://", 6)) {
 			fprintf(stderr, "corral-gateway: worker URL '%s' is not tcp:// or ipc://\n", urls[i]);
-			return -1;
+			goto out;
 		}
-		gw_static_worker *nw = realloc(gw_cfg.workers, (gw_cfg.nworkers + 1) * sizeof(*nw));
-		if (!nw)
-			return -1;
-		gw_cfg.workers = nw;
+	}
+	gw_static_worker *nw = realloc(gw_cfg.workers, (gw_cfg.nworkers + nurls) * sizeof(*nw));
+	if (!nw)
+		goto out;
+	gw_cfg.workers = nw;
+	for (i = 0; i < nurls; i++) {
 		nw[gw_cfg.nworkers].runtime = strndup(v, (size_t)(eq - v));
 		nw[gw_cfg.nworkers].url = urls[i];
+		urls[i] = NULL; /* now the config's */
 		gw_cfg.nworkers++;
 	}
+	rc = 0;
+out:
+	free_items(urls, &nurls);
 	free(urls);
-	return 0;
+	return rc;
 }
 
 static int set_int(const char *flag, const char *v, int64_t min, int64_t max, int *out)
@@ -249,13 +262,17 @@ static void reset_list(int opt, bool *done)
 		return;
 	done[opt - O_LISTEN] = true;
 	if (opt == O_LISTEN) {
-		gw_cfg.nlisten = 0;
+		free_items(gw_cfg.listen, &gw_cfg.nlisten);
 	} else if (opt == O_WORKERS) {
+		for (size_t i = 0; i < gw_cfg.nworkers; i++) {
+			free(gw_cfg.workers[i].runtime);
+			free(gw_cfg.workers[i].url);
+		}
 		gw_cfg.nworkers = 0;
 	} else if (opt == O_DISCOVER) {
-		gw_cfg.ndiscover = 0;
+		free_items(gw_cfg.discover, &gw_cfg.ndiscover);
 	} else if (opt == O_CORS) {
-		gw_cfg.ncors = 0;
+		free_items(gw_cfg.cors, &gw_cfg.ncors);
 	}
 }
 

@@ -464,8 +464,6 @@ static void test_config(void)
 		{ "gw", "--discover", "dns://nohost", NULL },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		gw_cfg.nworkers = 0;
-		gw_cfg.nlisten = 0;
 		const char *argv[6] = { bad[i][0], bad[i][1], bad[i][2], "--workers", "p=tcp://ok:1", NULL };
 		CHECK_EQ_INT(parse_args(5, argv), -1);
 	}
