@@ -178,8 +178,8 @@ static int apply(pr_config *c, int o, const char *v)
 	case O_TMP: return set_int(o, v, 1 << 20, 1LL << 40, &c->tmp_bytes);
 	case O_WORKDIR: return set_int(o, v, 1 << 20, 1LL << 40, &c->workdir_bytes);
 	case O_VERSION:
-		if (!*v || strlen(v) >= 64 || strpbrk(v, " \t\n"))
-			return bad(o, v, "expected a version without spaces, under 64 characters");
+		if (!*v || strlen(v) >= 64 || strpbrk(v, "\t\n\r"))
+			return bad(o, v, "expected one line of under 64 characters");
 		c->runtime_version = v; return 0;
 	case O_PREWARM:
 		if (strcmp(v, "on") && strcmp(v, "off"))
