@@ -252,6 +252,28 @@ def test_bad_values_refused(helm, override, message):
     assert message in p.stderr, p.stderr
 
 
+def test_every_values_key_is_commented():
+    """values.yaml documents each key: a key line comes right after a
+    comment line (blank lines aside), except the entries of maps that are
+    data (label selectors)."""
+    import re
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    prev, parents, bare = "", [], []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        m = re.match(r"^(\s*)(?:- )?([A-Za-z][\w./-]*):", line)
+        if m:
+            indent = len(m.group(1))
+            parents = [(i, k) for i, k in parents if i < indent]
+            in_data = parents and parents[-1][1] in ("namespaceSelector", "podSelector")
+            if not prev.lstrip().startswith("#") and not in_data:
+                bare.append("%d: %s" % (n, line))
+            parents.append((indent, m.group(2)))
+        prev = line
+    assert not bare, "keys without a comment:\n" + "\n".join(bare)
+
+
 def test_notes_render(helm):
     out = helm("install", "rel", str(CHART), "--dry-run=client", "--namespace", "corral-test").stdout
     assert "NOTES:" in out and "/v1/run" in out and "Authorization: Bearer" in out
