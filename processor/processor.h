@@ -69,7 +69,10 @@ typedef struct pr_job pr_job;
 typedef void (*pr_done_fn)(void *arg, const char *reply, size_t len);
 
 int pr_slots_start(const pr_config *cfg, const pr_runtime *rt);
-/* Takes ownership of req. -1 when no slot is free (then req is not taken). */
+/* Takes ownership of req and returns 0, or refuses it (req not taken):
+ * no slot free / draining, or a run with the same id is running here. */
+#define PR_SUBMIT_BUSY (-1)
+#define PR_SUBMIT_DUPLICATE (-2)
 int pr_slots_submit(cr_request *req, pr_done_fn done, void *arg);
 /* true when a run with that id was found (and is being stopped). */
 bool pr_slots_cancel(const char *id);

@@ -159,20 +159,28 @@ static void handle(conn *c, nng_msg *msg)
 		cr_reply_begin(&pk, req.id, true, worker, 1);
 		cr_pack_kbool(&pk, "cancelled", pr_slots_cancel(req.id));
 		break;
-	case CR_OP_RUN:
+	case CR_OP_RUN: {
 		c->state = C_RUN;
 		atomic_fetch_add(&runs_inflight, 1);
-		if (pr_slots_submit(&req, run_done, c) == 0) {
+		int sub = pr_slots_submit(&req, run_done, c);
+		if (sub == 0) {
 			msgpack_sbuffer_destroy(&sb);
 			return; /* the slot owns req now and replies later */
+		}
+		atomic_fetch_sub(&runs_inflight, 1);
+		if (sub == PR_SUBMIT_DUPLICATE) {
+			snprintf(err, sizeof err, "id: a run with id '%s' is already running on this "
+			                          "worker", req.id);
+			cr_reply_error(&pk, req.id, worker, CR_E_BAD_REQUEST, err);
+			break;
 		}
 		snprintf(err, sizeof err,
 		         pr_slots_draining() ? "worker is draining (shutting down); try another"
 		                             : "all %d slots are busy; try again or another worker",
 		         cfg->slots);
-		atomic_fetch_sub(&runs_inflight, 1);
 		cr_reply_error(&pk, req.id, worker, CR_E_BUSY, err);
 		break;
+	}
 	}
 	cr_request_free(&req);
 	send_sbuf(c, &sb);

@@ -184,6 +184,12 @@ int pr_slots_submit(cr_request *req, pr_done_fn done, void *arg)
 	if (!job)
 		return -1;
 	pthread_mutex_lock(&mu);
+	for (int i = 0; i < nslots; i++)
+		if (slots[i].job && strcmp(slots[i].job->req.id, req->id) == 0) {
+			pthread_mutex_unlock(&mu);
+			free(job);
+			return PR_SUBMIT_DUPLICATE;
+		}
 	slot *free_slot = NULL;
 	/* prewarm: a free slot whose next sandbox is ready first */
 	for (int i = 0; i < nslots && !free_slot && !draining; i++)
@@ -195,7 +201,7 @@ int pr_slots_submit(cr_request *req, pr_done_fn done, void *arg)
 	if (!free_slot) {
 		pthread_mutex_unlock(&mu);
 		free(job);
-		return -1;
+		return PR_SUBMIT_BUSY;
 	}
 	job->req = *req; /* the job owns the request's memory from here */
 	job->done = done;

@@ -241,6 +241,20 @@ def test_cancel_stops_the_run(worker_factory, tmp_path):
     assert r2["run"]["stdout"] == b"after\n"
 
 
+def test_duplicate_running_id_refused(worker_factory):
+    w = worker_factory("bash", slots=2)
+    with sp.Req(w.url) as r:
+        r.send_raw(msgpack.packb(run_msg("twice", {"m.sh": "sleep 1; echo first"})))
+        time.sleep(0.3)
+        d = w.run({"m.sh": "echo second"}, id="twice")
+        assert d["ok"] is False and d["error"]["code"] == "bad_request"
+        assert "already running" in d["error"]["message"]
+        _, body = r.recv_raw()
+    assert msgpack.unpackb(body, raw=False)["run"]["stdout"] == b"first\n"
+    # once it is over, the id may be used again
+    assert w.run({"m.sh": "echo again"}, id="twice")["run"]["stdout"] == b"again\n"
+
+
 def test_sigterm_drains_running_work(worker_factory):
     w = worker_factory("bash", slots=2)
     with sp.Req(w.url) as r:
