@@ -6,9 +6,9 @@
 #   proxy/     -> libproxy.a    (one invocation -> one sandboxed run)
 #   processor/ -> corral-processor
 #   cli/       -> corral        (direct client for maintainers and tests)
-#   gateway/   -> corral-gateway
+#   gateway/   -> libgateway.a + gw_main.c -> corral-gateway
 #   bench/     -> corral-bench  (load generator; bench/bench.py drives it)
-#   tests/unit/test_*.c -> one binary each
+#   tests/unit/test_*.c -> one binary each, linked with the libraries
 #
 # `make SAN=1` builds the same into build-san/ with ASan + UBSan.
 # BUILD=dir lets several checkouts/helpers build side by side.
@@ -25,7 +25,7 @@ endif
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
-ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon -Iproxy -MMD -MP
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon -Iproxy -Igateway -MMD -MP
 LDLIBS = -lnng -lmsgpackc -ljansson -lseccomp -lpthread -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
@@ -35,7 +35,7 @@ common_src    := $(wildcard common/*.c)
 proxy_src     := $(wildcard proxy/*.c)
 processor_src := $(wildcard processor/*.c)
 cli_src       := $(wildcard cli/*.c)
-gateway_src   := $(wildcard gateway/*.c)
+gateway_src   := $(filter-out gateway/gw_main.c,$(wildcard gateway/*.c))
 bench_src     := $(wildcard bench/*.c)
 unit_src      := $(wildcard tests/unit/test_*.c)
 
@@ -43,6 +43,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 LIBCORRAL := $(BUILD)/libcorral.a
 LIBPROXY  := $(BUILD)/libproxy.a
+LIBGW     := $(BUILD)/libgateway.a
 BINS := $(BUILD)/corral-processor $(BUILD)/corral $(BUILD)/corral-bench
 ifneq ($(gateway_src),)
 BINS += $(BUILD)/corral-gateway
@@ -62,6 +63,9 @@ $(LIBCORRAL): $(call obj,$(common_src))
 $(LIBPROXY): $(call obj,$(proxy_src))
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
+$(LIBGW): $(call obj,$(gateway_src))
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
 
 $(BUILD)/corral-processor: $(call obj,$(processor_src)) $(LIBPROXY) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -69,9 +73,9 @@ $(BUILD)/corral: $(call obj,$(cli_src)) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/corral-bench: $(call obj,$(bench_src)) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/corral-gateway: $(call obj,$(gateway_src)) $(LIBCORRAL)
+$(BUILD)/corral-gateway: $(BUILD)/obj/gateway/gw_main.o $(LIBGW) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBPROXY) $(LIBCORRAL)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBGW) $(LIBPROXY) $(LIBCORRAL)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
