@@ -1,20 +1,26 @@
 #!/usr/bin/python3
 """bench.py — corral's benchmark harness (`make bench`).
 
-Starts two workers per runtime (and a gateway in front of them when it is
-built), then for every runtime and every path — straight to a worker over
-nng, through the gateway with race 1, through the gateway with race 2 —
-runs corral-bench closed-loop at 1 and at 8 connections, and reports
-latency p50/p90/p99, throughput, CPU seconds per invocation (processors,
-their sandboxes and the gateway, from /proc) and idle and loaded RSS.
+For each mode — `cold` (every fast path off) and `prewarm` (prewarmed
+one-shot sandboxes, `--prewarm on`) — starts two workers per runtime and a
+gateway in front of them (when it is built), then for every runtime, mode
+and path — straight to a worker over nng, through the gateway with race 1,
+through the gateway with race 2 — runs corral-bench closed-loop at 1 and
+at 8 connections, and reports latency p50/p90/p99, throughput, CPU
+milliseconds per invocation (processors, their sandboxes and the gateway,
+from /proc) and idle and loaded RSS; the prewarmed runtimes' own RSS is
+reported apart (the processor's does not include them).
 
 Everything is measured side by side in one run on the same machine, so
-compare rows as ratios, not against numbers from another day. It prints a
-table and writes the same figures as JSON (--json, default
-BUILD/bench.json). No assertion here: tests do not time things.
+compare rows as ratios, not against numbers from another day: the table
+is followed by the ratios of each fast mode against cold (p50 down, runs/s
+up) and by the issue's targets with the figures of this run. It writes the
+same figures as JSON (--json, default BUILD/bench.json). No assertion
+here: tests do not time things.
 
     /usr/bin/python3 bench/bench.py [--build build] [--seconds 5]
-        [--runtimes bash,python,node,c] [--conns 1,8] [--paths direct,race1,race2]
+        [--runtimes bash,python,node,ruby,php,c] [--conns 1,8]
+        [--paths direct,race1,race2] [--modes cold,prewarm]
 """
 import argparse
 import json
@@ -34,7 +40,14 @@ PROGRAMS = {
     "bash": ("main.sh", "echo OK\n"),
     "python": ("main.py", 'print("OK")\n'),
     "node": ("main.js", 'console.log("OK")\n'),
+    "ruby": ("main.rb", 'puts "OK"\n'),
+    "php": ("main.php", '<?php echo "OK\\n";\n'),
     "c": ("main.c", '#include <stdio.h>\nint main(void) { puts("OK"); return 0; }\n'),
+}
+# The processor flags of each mode: every fast path is off in "cold".
+MODES = {
+    "cold": ["--prewarm", "off"],
+    "prewarm": ["--prewarm", "on"],
 }
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -99,20 +112,45 @@ class RssSampler(threading.Thread):
             time.sleep(0.05)
 
 
+def descendants(pid):
+    """Every process below pid (from /proc)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
 class Stack:
-    def __init__(self, build, runtimes, tmp, slots):
-        self.build, self.tmp = build, tmp
-        self.log = open(os.path.join(tmp, "stack.log"), "ab")
+    def __init__(self, build, runtimes, tmp, slots, mode, uid):
+        self.build, self.tmp, self.mode = build, tmp, mode
+        self.log = open(os.path.join(tmp, "stack-%s.log" % mode), "ab")
         self.workers = {}  # runtime -> [(url, proc)]
-        uid = 63000
+        self.gateway = None
+        try:
+            self._start(build, runtimes, slots, mode, uid)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, build, runtimes, slots, mode, uid):
         for rt in runtimes:
             for _ in range(2):
                 url = "tcp://127.0.0.1:%d" % free_port()
                 cmd = [str(build / "corral-processor"), "--runtime-dir", str(REPO / "runtimes" / rt),
-                       "--listen", url, "--slots", str(slots), "--uid-base", str(uid)]
+                       "--listen", url, "--slots", str(slots), "--uid-base", str(uid)] + MODES[mode]
                 uid += 64
                 self.workers.setdefault(rt, []).append((url, start(cmd, "worker " + rt, self.log)))
-        self.gateway = None
         gw = build / "corral-gateway"
         if gw.exists():
             self.gw_url = "http://127.0.0.1:%d" % free_port()
@@ -124,6 +162,17 @@ class Stack:
 
     def processor_pids(self, rt=None):
         return [p.pid for r, ws in self.workers.items() if rt in (None, r) for _, p in ws]
+
+    def sandbox_rss(self):
+        """RSS of everything the processors run (prewarmed runtimes when idle)."""
+        total = 0
+        for p in self.processor_pids():
+            for d in descendants(p):
+                try:
+                    total += proc_rss(d)
+                except OSError:
+                    pass
+        return total
 
     def stop(self):
         procs = [p for ws in self.workers.values() for _, p in ws]
@@ -166,66 +215,127 @@ def run_scenario(args, stack, rt, path, conns, progfile):
         r["cpu_ms_per_run_gateway"] = round((proc_cpu(gw_pid) - cpu0[gw_pid]) * 1000 / good, 3)
         r["gateway_rss_peak"] = sampler.peak[gw_pid]
     r["processor_rss_peak"] = max(sampler.peak[p] for p in pids)
-    r.update(runtime=rt, path=path, conns=conns)
+    r.update(runtime=rt, path=path, conns=conns, mode=stack.mode)
     return r
 
 
 def table(rows, idle):
-    hdr = ("runtime", "path", "conns", "p50 ms", "p90 ms", "p99 ms", "runs/s", "busy", "err",
-           "cpu ms/run", "proc RSS MB")
-    fmt = "%-7s %-7s %5s %8s %8s %8s %8s %5s %4s %10s %11s"
+    hdr = ("runtime", "mode", "path", "conns", "p50 ms", "p90 ms", "p99 ms", "runs/s", "busy",
+           "err", "cpu ms/run", "proc RSS MB")
+    fmt = "%-7s %-8s %-7s %5s %8s %8s %8s %8s %5s %4s %10s %11s"
     lines = [fmt % hdr]
     for r in rows:
-        lines.append(fmt % (r["runtime"], r["path"], r["conns"], "%.2f" % (r["p50_us"] / 1000),
+        lines.append(fmt % (r["runtime"], r["mode"], r["path"], r["conns"],
+                            "%.2f" % (r["p50_us"] / 1000),
                             "%.2f" % (r["p90_us"] / 1000), "%.2f" % (r["p99_us"] / 1000),
                             "%.1f" % r["rps"], r["busy"], r["errors"],
                             "%.2f" % (r["cpu_ms_per_run_workers"] + r.get("cpu_ms_per_run_gateway", 0)),
                             "%.1f" % (r["processor_rss_peak"] / 2**20)))
-    lines.append("idle RSS: processor %.1f MB, gateway %s" % (
-        idle["processor"] / 2**20,
-        "%.1f MB" % (idle["gateway"] / 2**20) if idle.get("gateway") else "not built"))
-    by = {(r["runtime"], r["path"], r["conns"]): r for r in rows}
-    for (rt, path, conns), r in sorted(by.items()):
-        d = by.get((rt, "direct", conns))
+    for mode, i in sorted(idle.items()):
+        lines.append("idle RSS (%s): processor %.1f MB, gateway %s, sandboxes of all workers %.1f MB" % (
+            mode, i["processor"] / 2**20,
+            "%.1f MB" % (i["gateway"] / 2**20) if i.get("gateway") else "not built",
+            i["sandboxes"] / 2**20))
+    by = {(r["runtime"], r["mode"], r["path"], r["conns"]): r for r in rows}
+    lines.append("")
+    lines.append("fast paths against cold, same run (p50: cold/fast, higher is better; "
+                 "runs/s: fast/cold):")
+    for (rt, mode, path, conns), r in sorted(by.items()):
+        c = by.get((rt, "cold", path, conns))
+        if mode != "cold" and c and r["p50_us"] and c["rps"]:
+            lines.append("  %-7s %-8s %-7s c=%d: p50 %.2f -> %.2f ms (x%.1f lower), "
+                         "%.1f -> %.1f runs/s (x%.1f)" % (
+                             rt, mode, path, conns, c["p50_us"] / 1000, r["p50_us"] / 1000,
+                             c["p50_us"] / r["p50_us"], c["rps"], r["rps"], r["rps"] / c["rps"]))
+    lines.append("")
+    lines.append("gateway hop (p50 through the gateway minus direct):")
+    for (rt, mode, path, conns), r in sorted(by.items()):
+        d = by.get((rt, mode, "direct", conns))
         if path != "direct" and d and d["p50_us"]:
-            lines.append("gateway hop %s %s c=%d: p50 +%.2f ms (x%.2f of direct)" % (
-                rt, path, conns, (r["p50_us"] - d["p50_us"]) / 1000, r["p50_us"] / d["p50_us"]))
+            lines.append("  %-7s %-8s %-7s c=%d: +%.2f ms" % (
+                rt, mode, path, conns, (r["p50_us"] - d["p50_us"]) / 1000))
+    lines += targets(by, idle)
     return "\n".join(lines)
+
+
+def targets(by, idle):
+    """The issue's targets, with this run's figures (printed, not asserted)."""
+    out = ["", "issue 6 targets, this run:"]
+
+    def ratio(rt, path, conns, what):
+        c, f = by.get((rt, "cold", path, conns)), by.get((rt, "prewarm", path, conns))
+        if not c or not f or not f["p50_us"] or not c["rps"]:
+            return None
+        return c["p50_us"] / f["p50_us"] if what == "p50" else f["rps"] / c["rps"]
+    for label, rt, path, conns, what, goal in (
+            ("python p50, gateway race 1, 1 conn: >= 8x lower", "python", "race1", 1, "p50", 8),
+            ("python runs/s at 8 conns (gateway race 1): >= 5x", "python", "race1", 8, "rps", 5),
+            ("node p50 at 1 conn (gateway race 1): >= 15x lower", "node", "race1", 1, "p50", 15)):
+        v = ratio(rt, path, conns, what)
+        out.append("  %-52s %s" % (label, "not measured" if v is None else
+                                   "x%.1f (%s)" % (v, "met" if v >= goal else "NOT met")))
+    hops = [by[k]["p50_us"] - by[(k[0], k[1], "direct", k[3])]["p50_us"] for k in by
+            if k[2] == "race1" and (k[0], k[1], "direct", k[3]) in by]
+    if hops:
+        out.append("  %-52s %.0f us (%s)" % ("gateway hop at p50 <= 300 us (median over rows)",
+                                            sorted(hops)[len(hops) // 2],
+                                            "met" if sorted(hops)[len(hops) // 2] <= 300 else "NOT met"))
+    for mode, i in sorted(idle.items()):
+        out.append("  %-52s %.1f MB / %s" % ("idle RSS %s: processor < 8 MB / gateway < 16 MB" % mode,
+                                            i["processor"] / 2**20,
+                                            "%.1f MB" % (i["gateway"] / 2**20) if i.get("gateway") else "-"))
+    out.append("  hedged mode under a slow worker: not measured by this harness yet")
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", type=pathlib.Path, default=REPO / "build")
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--runtimes", default="bash,python,node,c")
+    ap.add_argument("--runtimes", default="bash,python,node,ruby,php,c")
     ap.add_argument("--conns", default="1,8")
     ap.add_argument("--paths", default="direct,race1,race2")
+    ap.add_argument("--modes", default="cold,prewarm")
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--json", type=pathlib.Path)
     args = ap.parse_args()
     args.build = args.build.resolve()
     runtimes = [r for r in args.runtimes.split(",") if r]
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in MODES:
+            raise SystemExit("bench: unknown mode %r (%s)" % (m, ", ".join(MODES)))
+    stacks = {}
     with tempfile.TemporaryDirectory(prefix="corral-bench.") as tmp:
-        stack = Stack(args.build, runtimes, tmp, args.slots)
+        os.chmod(tmp, 0o755)
         try:
-            time.sleep(0.5)
-            idle = {"processor": max(proc_rss(p) for p in stack.processor_pids())}
-            if stack.gateway:
-                idle["gateway"] = proc_rss(stack.gateway.pid)
-            paths = [p for p in args.paths.split(",") if p == "direct" or stack.gateway]
+            for i, m in enumerate(modes):
+                stacks[m] = Stack(args.build, runtimes, tmp, args.slots, m, 63000 + i * 4096)
+            time.sleep(2.0)  # prewarmed sandboxes start
+            idle = {}
+            for m, st in stacks.items():
+                idle[m] = {"processor": max(proc_rss(p) for p in st.processor_pids()),
+                           "sandboxes": st.sandbox_rss()}
+                if st.gateway:
+                    idle[m]["gateway"] = proc_rss(st.gateway.pid)
             rows = []
             for rt in runtimes:
                 progfile = os.path.join(tmp, PROGRAMS[rt][0])
                 with open(progfile, "w") as f:
                     f.write(PROGRAMS[rt][1])
-                for path in paths:
+                os.chmod(progfile, 0o644)
+                for path in args.paths.split(","):
                     for conns in [int(c) for c in args.conns.split(",")]:
-                        r = run_scenario(args, stack, rt, path, conns, progfile)
-                        rows.append(r)
-                        print("  %-7s %-7s c=%-2d p50 %.2f ms, %.1f runs/s" % (
-                            rt, path, conns, r["p50_us"] / 1000, r["rps"]), file=sys.stderr)
+                        for m, st in stacks.items():
+                            if path != "direct" and not st.gateway:
+                                continue
+                            r = run_scenario(args, st, rt, path, conns, progfile)
+                            rows.append(r)
+                            print("  %-7s %-8s %-7s c=%-2d p50 %.2f ms, %.1f runs/s" % (
+                                rt, m, path, conns, r["p50_us"] / 1000, r["rps"]), file=sys.stderr)
         finally:
-            stack.stop()
+            for st in stacks.values():
+                st.stop()
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nproc": os.cpu_count(),
               "load_before": os.getloadavg()[0], "idle_rss": idle, "rows": rows}
     out = args.json or (args.build / "bench.json")

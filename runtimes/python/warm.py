@@ -5,7 +5,7 @@ will get. It says "ready" on fd 3, blocks reading fd 3 to EOF, then runs
 the handed-over entry as `python3 -B entry args...` would have: sys.argv,
 sys.path[0] (the entry's folder), the whole environment replaced, the
 entry run as __main__, an uncaught exception printed without this file's
-frames and exit status 1. Interpreter settings read only at start-up
+frames and exit status 1, SystemExit's code as the exit status. Interpreter settings read only at start-up
 (PYTHONHASHSEED, PYTHONIOENCODING, -X options...) are those of the warm
 start; PYTHONUNBUFFERED is honoured. It serves one invocation, then the
 process ends with the program.
@@ -60,12 +60,49 @@ def main():
         sys.stdout.reconfigure(write_through=True)
     try:
         runpy.run_path(entry, run_name="__main__")
-    except (SystemExit, KeyboardInterrupt):
-        raise
+    except SystemExit as e:
+        finish(exit_code(e))
     except BaseException as e:
         tb = trimmed(e.__traceback__, path)
         sys.excepthook(type(e), e.with_traceback(tb), tb)
-        sys.exit(1)
+        finish(1)
+    finish(0)
+
+
+def exit_code(e):
+    """What the interpreter does with SystemExit's code at the top."""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code & 0xFF
+    try:
+        print(e.code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def finish(code):
+    """Ends the process as interpreter shutdown would as far as a program
+    can tell — non-daemon threads joined, atexit handlers run, stdout and
+    stderr flushed (120 when that fails, as Python does) — without tearing
+    the interpreter down, which is most of a short run's time: the
+    process is thrown away anyway. (Finalizers of objects still alive at
+    exit are not run; Python does not promise them either.)"""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except Exception:
+            pass
+    import atexit
+    atexit._run_exitfuncs()
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            code = code or 120
+    os._exit(code)
 
 
 main()

@@ -22,12 +22,19 @@ LEVELS = ["none", "seccomp", "namespaces", "full"]
 ORDER = {l: i for i, l in enumerate(LEVELS)}
 
 
-@pytest.fixture(scope="module", params=LEVELS)
+# Each level cold and with prewarmed sandboxes (--prewarm on): a warm
+# process serves one invocation, so every case must hold the same way.
+MODES = ["cold", "prewarm"]
+
+
+@pytest.fixture(scope="module", params=[(l, m) for m in MODES for l in LEVELS],
+                ids=["%s-%s" % (l, m) for m in MODES for l in LEVELS])
 def hw(request, tmp_path_factory):
     """A python worker (2 slots) at one isolation level, shared by a module."""
-    level = request.param
-    tmp = tmp_path_factory.mktemp("hostile-" + level)
-    env = {"CORRAL_ISOLATION": level, "CORRAL_WORKDIR_BYTES": "32M"}
+    level, mode = request.param
+    tmp = tmp_path_factory.mktemp("hostile-%s-%s" % (level, mode))
+    env = {"CORRAL_ISOLATION": level, "CORRAL_WORKDIR_BYTES": "32M",
+           "CORRAL_PREWARM": "on" if mode == "prewarm" else "off"}
     try:
         w = Worker("python", slots=2, env=env, tmp=str(tmp))
     except RuntimeError as e:
@@ -36,6 +43,9 @@ def hw(request, tmp_path_factory):
     assert info["isolation"].startswith(level + ":"), info["isolation"]
     w.level = level
     w.rank = ORDER[level]
+    w.prewarm = mode == "prewarm"
+    if w.prewarm:
+        assert "accel=prewarm" in w.log(), w.log()
     args = w.proc.args
     w.uid_base = int(args[args.index("--uid-base") + 1]) if "--uid-base" in args else None
     yield w

@@ -26,8 +26,25 @@ def run(w, code, limits=None, **kw):
     return r["run"]
 
 
+def is_warm(pid):
+    """A prewarmed sandbox's interpreter, waiting for its one invocation
+    (it runs as the slot uid between runs, by design), or that sandbox
+    being started: the stage process before its exec (still the
+    processor's image) or warm.sh before it execs python3."""
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+        exe = os.readlink("/proc/%s/exe" % pid)
+    except OSError:
+        return False
+    return ((argv[:3] == [b"python3", b"-B", b"--"] and argv[3].endswith(b"/runtime/warm.py"))
+            or (len(argv) > 1 and argv[1].endswith(b"/runtime/warm.sh"))
+            or os.path.basename(exe) == "corral-processor")
+
+
 def slot_processes(w):
-    """Processes of the worker's slot uids (root), else of our marker."""
+    """Processes of the worker's slot uids (root), else of our marker; a
+    prewarm worker's waiting sandboxes (one per slot at most) left out."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -39,8 +56,12 @@ def slot_processes(w):
             continue
         uid = int(st.split("Uid:")[1].split()[0])
         if w.uid_base is not None and w.uid_base <= uid < w.uid_base + 2:
-            found.append((pid, st.split("\n")[0]))
-    return found
+            found.append((pid, uid, st.split("\n")[0]))
+    if getattr(w, "prewarm", False):
+        warm = [p for p in found if is_warm(p[0])]
+        assert len({p[1] for p in warm}) == len(warm), "two warm sandboxes on a slot: %r" % warm
+        found = [p for p in found if p not in warm]
+    return [(p[0], p[2]) for p in found]
 
 
 def healthy(w):
