@@ -552,8 +552,16 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path):
         t.start()
         time.sleep(0.7)
         t0 = time.monotonic()
-        stop = engine("stop", "-t", "30", w.name, timeout=60)
-        took = time.monotonic() - t0
+        stopper = threading.Thread(target=lambda: box.update(stop=engine(
+            "stop", "-t", "30", w.name, timeout=60), took=time.monotonic() - t0))
+        stopper.start()
+        # Draining: new work is refused (busy, so a gateway retries elsewhere).
+        time.sleep(0.5)
+        late = w.call({"v": 1, "op": "run", "id": "late",
+                       "files": [{"name": "l.py", "content": "print(1)"}]}, timeout=10)
+        assert late["ok"] is False and late["error"]["code"] == "busy", late
+        stopper.join(60)
+        stop, took = box["stop"], box["took"]
         t.join(10)
         r = box.get("r")
         assert r and r["ok"] and r["run"]["status"] == "ok" and r["run"]["stdout"] == b"finished\n", r
@@ -563,6 +571,6 @@ def test_sigterm_drains_and_exits_cleanly(tmp_path):
         assert stop.returncode == 0
         assert code_ == "0", (code_, logs)
         assert 1.5 < took < 25, took  # waited for the run, was not SIGKILLed at 30 s
-        assert "all services down" in logs, logs
+        assert "all services down" in logs and "msg=draining" in logs, logs
     finally:
         w.remove()
