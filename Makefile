@@ -86,8 +86,10 @@ deps:
 test-unit: all
 	@sh tests/run-unit.sh $(BUILD)
 
+# System tests, then the hostile-code suite at every isolation level the
+# machine allows (tests/hostile), all against the real binaries.
 test-system: all
-	CORRAL_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/system $(PYTEST_ARGS)
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/system tests/hostile $(PYTEST_ARGS)
 
 # The README's test command: everything, plain then under ASan/UBSan.
 test: deps
