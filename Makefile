@@ -88,8 +88,10 @@ test-unit: all
 
 # System tests, then the hostile-code suite at every isolation level the
 # machine allows (tests/hostile), all against the real binaries.
+# (Two runs: each folder's conftest is imported as `conftest`.)
 test-system: all
-	CORRAL_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/system tests/hostile $(PYTEST_ARGS)
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/system $(PYTEST_ARGS)
+	CORRAL_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/hostile $(PYTEST_ARGS)
 
 # The README's test command: everything, plain then under ASan/UBSan.
 test: deps
