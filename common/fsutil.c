@@ -46,6 +46,28 @@ static int rm_at(int dfd, const char *name, int depth)
 
 int cr_rmtree(const char *path) { return rm_at(AT_FDCWD, path, 0); }
 
+int cr_emptydir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	int rc = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (rm_at(fd, e->d_name, 1))
+			rc = -1;
+	}
+	closedir(d);
+	return rc;
+}
+
 static int copy_file(int sfd, int dfd, const char *name, mode_t mode)
 {
 	int in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

@@ -9,6 +9,9 @@
 /* Remove path and everything below it, never following symlinks; makes
  * read-only folders writable on the way. 0, or -1 with errno. */
 int cr_rmtree(const char *path);
+/* Remove everything inside folder path, keeping the folder (which may be
+ * a mount point). 0 also when path does not exist. */
+int cr_emptydir(const char *path);
 
 /* Copy folder src to dst (created with mode 0755), regular files and
  * folders only; files keep their exec bits and become world-readable. */

@@ -16,7 +16,7 @@
 
 enum { O_LISTEN, O_RUNTIME, O_STATE, O_SLOTS, O_UID, O_NOTIFY, O_DRAIN, O_NAME,
        O_MAXMSG, O_LIM, O_MAXLIM, O_CLIM, O_MAXCLIM, O_MAXFILES, O_MAXFILE,
-       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_N };
+       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_IPCMODE, O_N };
 
 static const struct opt {
 	const char *flag, *env, *arg, *help;
@@ -72,6 +72,9 @@ static const struct opt {
 	                "prewarmed one-shot sandboxes: each slot keeps its next sandbox started "
 	                "with the runtime's warm.sh waiting in it (docs/runtimes.md, \"warm\"); "
 	                "a runtime without warm.sh runs cold [off]" },
+	[O_IPCMODE] = { "--ipc-permissions", "CORRAL_IPC_PERMISSIONS", "MODE",
+	                "octal file mode of ipc:// sockets, e.g. 0660 so that a non-root "
+	                "gateway in the socket's group can connect [nng's default]" },
 };
 
 static void usage(FILE *f)
@@ -93,6 +96,7 @@ static void defaults(pr_config *c)
 	c->slots = n > 0 ? (int)n : 1;
 	c->uid_base = geteuid() == 0 ? 60000 : -1;
 	c->notify_fd = -1;
+	c->ipc_mode = -1;
 	c->drain_ms = 30000;
 	c->max_message = 64u << 20;
 	c->caps = cr_caps_default;
@@ -177,6 +181,14 @@ static int apply(pr_config *c, int o, const char *v)
 	}
 	case O_TMP: return set_int(o, v, 1 << 20, 1LL << 40, &c->tmp_bytes);
 	case O_WORKDIR: return set_int(o, v, 1 << 20, 1LL << 40, &c->workdir_bytes);
+	case O_IPCMODE: {
+		char *end;
+		long m = strtol(v, &end, 8);
+		if (!*v || *end || m < 0 || m > 0777)
+			return bad(o, v, "expected an octal mode such as 0660");
+		c->ipc_mode = (int)m;
+		return 0;
+	}
 	case O_VERSION:
 		if (!*v || strlen(v) >= 64 || strpbrk(v, "\t\n\r"))
 			return bad(o, v, "expected one line of under 64 characters");

@@ -36,14 +36,14 @@ static int64_t now_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* A previous life killed -9 leaves its slots' work tmpfs mounted on
- * <state>/work/<pid>.slotN; removing the state dir fails on them (and
- * under s6 every restart would fail), so detach them first. */
-static void detach_stale_mounts(void)
+/* A previous life killed -9 may leave its slots' work tmpfs mounted on
+ * <dir>/work/<pid>.slotN; removing the dir fails on them (and under s6
+ * every restart would fail), so detach them first. */
+static void detach_stale_mounts(const char *dir)
 {
 	char work[4200];
-	snprintf(work, sizeof work, "%s/work", state_dir);
-	DIR *d = opendir(work);
+	snprintf(work, sizeof work, "%s/work", dir);
+	DIR *d = geteuid() == 0 ? opendir(work) : NULL;
 	if (!d)
 		return;
 	struct dirent *e;
@@ -55,24 +55,61 @@ static void detach_stale_mounts(void)
 	closedir(d);
 }
 
+/* Default state dirs (TMPDIR/corral.<pid>) of workers that died without
+ * cleaning up (SIGKILL): removed when that pid no longer exists. */
+static void remove_dead_default_dirs(const char *tmp)
+{
+	DIR *d = opendir(tmp);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		if (strncmp(e->d_name, "corral.", 7) != 0)
+			continue;
+		long pid = strtol(e->d_name + 7, &end, 10);
+		struct stat st;
+		char p[4200];
+		snprintf(p, sizeof p, "%s/%s", tmp, e->d_name);
+		if (*end || pid <= 0 || pid == getpid() || lstat(p, &st) || !S_ISDIR(st.st_mode) ||
+		    st.st_uid != geteuid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		detach_stale_mounts(p);
+		if (cr_rmtree(p) == 0)
+			cr_log("info", "removed a dead worker's state dir", "dir=%s", p);
+	}
+	closedir(d);
+}
+
+/* The state dir is ours alone: what a previous life left in it is stale.
+ * It is emptied, not removed, so that it may be a mount point. */
 static int make_state_dir(const pr_config *cfg)
 {
-	if (cfg->state_dir)
+	const char *tmp = cr_env("TMPDIR") ? cr_env("TMPDIR") : "/tmp";
+	if (cfg->state_dir) {
 		snprintf(state_dir, sizeof state_dir, "%s", cfg->state_dir);
-	else
-		snprintf(state_dir, sizeof state_dir, "%s/corral.%d",
-		         cr_env("TMPDIR") ? cr_env("TMPDIR") : "/tmp", (int)getpid());
-	/* Ours alone: whatever a previous run (killed -9) left is stale. */
-	if (geteuid() == 0)
-		detach_stale_mounts();
-	if (cr_rmtree(state_dir) && errno != ENOENT)
+	} else {
+		snprintf(state_dir, sizeof state_dir, "%s/corral.%d", tmp, (int)getpid());
+		remove_dead_default_dirs(tmp);
+	}
+	detach_stale_mounts(state_dir);
+	if (cr_emptydir(state_dir))
 		return -1;
 	char work[4200];
 	snprintf(work, sizeof work, "%s/work", state_dir);
-	if (mkdir(state_dir, 0711) || chmod(state_dir, 0711) || mkdir(work, 0711) ||
-	    chmod(work, 0711))
+	if ((mkdir(state_dir, 0711) && errno != EEXIST) || chmod(state_dir, 0711) ||
+	    mkdir(work, 0711) || chmod(work, 0711))
 		return -1;
 	return 0;
+}
+
+/* At exit: everything goes; the dir itself too unless it is a mount. */
+static void remove_state_dir(void)
+{
+	if (!state_dir[0])
+		return;
+	cr_emptydir(state_dir);
+	rmdir(state_dir);
 }
 
 static void wait_until(int (*count)(void), int64_t deadline)
@@ -163,8 +200,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (start(&cfg, &rt)) {
-		if (state_dir[0])
-			cr_rmtree(state_dir);
+		remove_state_dir();
 		return 1;
 	}
 	char q[300];
@@ -184,7 +220,7 @@ int main(int argc, char **argv)
 	pr_server_stop();
 	pr_slots_stop();
 	px_fini();
-	cr_rmtree(state_dir);
+	remove_state_dir();
 	cr_log("info", "stopped", "pid=%d", (int)getpid());
 	return 0;
 }

@@ -40,6 +40,7 @@ typedef struct pr_config {
 	int64_t tmp_bytes;
 	int64_t workdir_bytes;
 	const char *runtime_version; /* NULL: run runtime.conf's command */
+	int ipc_mode;                /* ipc:// socket file mode; -1: nng's */
 	bool prewarm;                /* --prewarm on */
 } pr_config;
 

@@ -214,6 +214,23 @@ static void conn_cb(void *arg)
 	}
 }
 
+static int listen_one(const pr_config *c, const char *url)
+{
+	nng_listener l;
+	int rv = nng_listener_create(&l, sock, url);
+	if (rv == 0 && c->ipc_mode >= 0 && strncmp(url, "ipc://", 6) == 0)
+		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, c->ipc_mode);
+	if (rv == 0)
+		rv = nng_listener_start(l, 0);
+	if (rv) {
+		char q[300];
+		cr_log("error", "cannot listen", "url=%s error=\"%s\"", cr_log_quote(q, sizeof q, url),
+		       nng_strerror(rv));
+		return -1;
+	}
+	return 0;
+}
+
 int pr_server_start(const pr_config *c, const pr_runtime *r)
 {
 	int rv;
@@ -236,12 +253,8 @@ int pr_server_start(const pr_config *c, const pr_runtime *r)
 		}
 	}
 	for (int i = 0; i < c->nlisten; i++) {
-		if ((rv = nng_listen(sock, c->listen[i], NULL, 0))) {
-			char q[300];
-			cr_log("error", "cannot listen", "url=%s error=\"%s\"",
-			       cr_log_quote(q, sizeof q, c->listen[i]), nng_strerror(rv));
+		if (listen_one(c, c->listen[i]))
 			return -1;
-		}
 	}
 	for (int i = 0; i < nconns; i++)
 		recv_next(&conns[i]);

@@ -72,7 +72,8 @@ class Worker:
             raise RuntimeError("worker did not become ready: " + self.log())
 
     def log(self):
-        self.stderr.flush()
+        if not self.stderr.closed:
+            self.stderr.flush()
         with open(self.stderr_path, "rb") as f:
             return f.read().decode(errors="replace")
 

@@ -296,6 +296,50 @@ def test_ipc_listener(worker_factory, tmp_path):
     assert rr["run"]["stdout"] == b"via-ipc\n"
 
 
+def test_ipc_permissions(worker_factory, tmp_path):
+    path = str(tmp_path / "p.sock")
+    worker_factory("bash", slots=1, args=["--listen", "ipc://" + path, "--ipc-permissions", "0660"])
+    assert os.stat(path).st_mode & 0o777 == 0o660
+
+
+@pytest.fixture
+def reachable_tmp():
+    """A temp dir the slot uids can traverse (pytest's tmp_path is 0700)."""
+    import pathlib
+    import shutil
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix="corral-test."))
+    d.chmod(0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_state_dir_is_emptied_not_replaced(worker_factory, reachable_tmp):
+    state = reachable_tmp / "state"
+    state.mkdir()
+    (state / "stale.txt").write_text("from a previous life")
+    ino = state.stat().st_ino
+    w = worker_factory("bash", slots=1, args=["--state-dir", str(state)])
+    assert not (state / "stale.txt").exists()
+    assert state.stat().st_ino == ino  # the same folder (it may be a mount point)
+    assert w.run({"m.sh": "echo ok"})["run"]["stdout"] == b"ok\n"
+    w.stop()
+    assert not state.exists() or list(state.iterdir()) == []
+
+
+def test_dead_workers_default_state_dir_removed(worker_factory, reachable_tmp):
+    tmpdir = reachable_tmp
+    w1 = worker_factory("bash", slots=1, env={"TMPDIR": str(tmpdir)})
+    dead = tmpdir / ("corral.%d" % w1.proc.pid)
+    assert dead.is_dir()
+    w1.proc.kill()
+    w1.proc.wait()
+    assert dead.is_dir()  # SIGKILL: nothing cleaned
+    w2 = worker_factory("bash", slots=1, env={"TMPDIR": str(tmpdir)})
+    assert not dead.exists()
+    assert (tmpdir / ("corral.%d" % w2.proc.pid)).is_dir()
+
+
 def test_one_log_line_per_invocation(worker_factory):
     w = worker_factory("bash", slots=1)
     w.run({"m.sh": "exit 4"}, id="logged-1")
