@@ -4,7 +4,7 @@ Started by warm.sh before any request exists, in the sandbox the request
 will get. It says "ready" on fd 3, blocks reading fd 3 to EOF, then runs
 the handed-over entry as `python3 -B entry args...` would have: sys.argv,
 sys.path[0] (the entry's folder), the whole environment replaced, the
-entry run as __main__, an uncaught exception printed without this file's
+entry run as __main__ (see run_main), an uncaught exception printed without this file's
 frames and exit status 1, SystemExit's code as the exit status. Interpreter settings read only at start-up
 (PYTHONHASHSEED, PYTHONIOENCODING, -X options...) are those of the warm
 start; PYTHONUNBUFFERED is honoured. It serves one invocation, then the
@@ -12,9 +12,6 @@ process ends with the program.
 """
 import os
 import sys
-
-import pkgutil  # noqa: F401 -- runpy.run_path imports it (~12 ms): now, not per run
-import runpy
 
 
 def receive():
@@ -40,8 +37,24 @@ def receive():
     return entry, args, env
 
 
+def run_main(path):
+    """Runs the file as the interpreter runs a script: compiled under its
+    absolute path (as tracebacks of a cold run show it), in a fresh
+    __main__ module. runpy would do the same but imports pkgutil and
+    typing for it, which cost more than the interpreter's own start."""
+    import builtins
+    loader = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path)
+    main = type(sys)("__main__")
+    main.__dict__.update(__file__=path, __builtins__=builtins, __loader__=loader,
+                         __cached__=None, __spec__=None, __package__=None)
+    sys.modules["__main__"] = main
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec", dont_inherit=True)
+    exec(code, main.__dict__)
+
+
 def trimmed(tb, path):
-    """The traceback from the user's entry on (runpy's and ours dropped)."""
+    """The traceback from the user's entry on (ours dropped)."""
     t = tb
     while t is not None and os.path.abspath(t.tb_frame.f_code.co_filename) != path:
         t = t.tb_next
@@ -59,7 +72,7 @@ def main():
     if os.environ.get("PYTHONUNBUFFERED"):
         sys.stdout.reconfigure(write_through=True)
     try:
-        runpy.run_path(entry, run_name="__main__")
+        run_main(path)
     except SystemExit as e:
         finish(exit_code(e))
     except BaseException as e:

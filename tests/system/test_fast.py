@@ -136,7 +136,7 @@ def test_cancel_a_prewarmed_run(warm_worker):
     t.start()
     deadline = time.time() + 10
     while time.time() < deadline:
-        if w.call({"v": 1, "op": "cancel", "id": "cancel-me"}).get("ok"):
+        if w.call({"v": 1, "op": "cancel", "id": "cancel-me"}).get("cancelled"):
             break
         time.sleep(0.05)
     t.join(20)
