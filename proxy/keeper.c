@@ -57,6 +57,16 @@ const char *px_step_name(int step)
 
 /* ---- helpers safe after fork ------------------------------------------- */
 
+/* fork() without glibc: the keeper may have been made by a raw clone()
+ * (namespaces) while another thread of the processor held one of the
+ * locks glibc's fork() takes (atfork handlers, malloc arenas, stdio): the
+ * keeper's copy of that lock is held forever, and a glibc fork() in the
+ * keeper hung on it (seen under load: slots stuck in waitpid). */
+static pid_t raw_fork(void)
+{
+	return (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+}
+
 static void sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
@@ -224,7 +234,7 @@ static int kill_children_scan(void)
  * process that uid owns, wherever it is (setsid'd daemons included). */
 static void kill_uid(int uid)
 {
-	pid_t h = fork();
+	pid_t h = raw_fork();
 	if (h == 0) {
 		if (syscall(SYS_setresuid, uid, uid, uid) < 0)
 			_exit(1);
@@ -465,7 +475,7 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	int failp[2];
 	if (pipe2(failp, O_CLOEXEC) < 0)
 		_exit(5);
-	k.stage = fork();
+	k.stage = raw_fork();
 	if (k.stage == 0) {
 		close(failp[0]);
 		stage_main(p, failp[1]);
