@@ -93,10 +93,13 @@ test-system: all
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/system $(PYTEST_ARGS)
 	CORRAL_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/hostile $(PYTEST_ARGS)
 
-# The README's test command: everything, plain then under ASan/UBSan.
+# The README's test command: everything, plain then under ASan/UBSan,
+# then the Helm chart's offline checks. (The image tests, `make
+# test-images`, take minutes more and run apart; see README.)
 test: deps
 	$(MAKE) test-unit test-system
 	$(MAKE) SAN=1 test-unit test-system
+	$(MAKE) test-chart
 
 run: deps all
 	@sh stack/corral-stack run $(abspath $(BUILD))
