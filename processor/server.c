@@ -86,7 +86,7 @@ int pr_server_inflight(void) { return atomic_load(&runs_inflight); }
 
 static void pack_info(msgpack_packer *pk, const char *worker)
 {
-	cr_reply_begin(pk, "", true, worker, 8);
+	cr_reply_begin(pk, "", true, worker, 9);
 	cr_pack_key(pk, "runtime");
 	msgpack_pack_map(pk, 4);
 	cr_pack_kstr(pk, "name", rt->name);
@@ -116,6 +116,7 @@ static void pack_info(msgpack_packer *pk, const char *worker)
 		cr_pack_limits(pk, lims[i][1]);
 	}
 	cr_pack_kstr(pk, "isolation", px_isolation());
+	cr_pack_kstr(pk, "accel", px_accel());
 	cr_pack_key(pk, "caps");
 	msgpack_pack_map(pk, 3);
 	cr_pack_kint(pk, "max_files", (int64_t)cfg->caps.max_files);
