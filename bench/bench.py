@@ -18,9 +18,15 @@ up) and by the issue's targets with the figures of this run. It writes the
 same figures as JSON (--json, default BUILD/bench.json). No assertion
 here: tests do not time things.
 
+Then the hedging scenario (see "the hedging scenario" below): three python
+workers, one of them slow some of the time, race 1 / race 2 / hedged side
+by side with p50, p99 and the extra invocations the workers ran.
+
     /usr/bin/python3 bench/bench.py [--build build] [--seconds 5]
         [--runtimes bash,python,node,ruby,php,c] [--conns 1,8]
         [--paths direct,race1,race2] [--modes cold,prewarm]
+        [--hedge on|off|only] [--hedge-mode prewarm|cold] [--slow-ms 300]
+        [--slow-pct 10] [--hedge-seconds S]
 """
 import argparse
 import json
@@ -284,8 +290,200 @@ def targets(by, idle):
         out.append("  %-52s %.1f MB / %s" % ("idle RSS %s: processor < 8 MB / gateway < 16 MB" % mode,
                                             i["processor"] / 2**20,
                                             "%.1f MB" % (i["gateway"] / 2**20) if i.get("gateway") else "-"))
-    out.append("  hedged mode under a slow worker: not measured by this harness yet")
     return out
+
+
+# ---- the hedging scenario (issue 6) -----------------------------------------
+#
+# Three python workers behind one gateway; one of them is made slow some
+# of the time by configuration alone: bench.py writes a copy of
+# runtimes/python that sleeps --slow-ms on --slow-pct % of invocations (a
+# random draw from /dev/urandom), after the invocation arrived and before
+# the user's code runs: its runtime.sh (cold runs) sleeps and then runs
+# the real one; its warm.sh (prewarmed runs) starts warm-slow.py, which
+# runs the real warm.py with the same sleep right after the hand-off.
+# The workers run --hedge-mode (prewarm or cold). Race 1, race 2 and
+# hedged mode (a fixed hedge_ms, and 0 = the runtime's observed p95) then
+# run closed-loop side by side; the extra load is counted from the
+# workers' own "invocation" log lines (every run a worker started, losers
+# and cancelled ones included), per request sent.
+
+HEDGE_MODES = (  # label, race, extra JSON of the request
+    ("race1", 1, None),
+    ("race2", 2, None),
+    ("hedge50", 2, {"hedge_ms": 50}),
+    ("hedge-p95", 2, {"hedge_ms": 0}),
+)
+SLOW_RUNTIME_SH = """#!/bin/sh
+# Written by bench/bench.py: the slow worker of the hedging scenario. On
+# %(pct)d%% of runs it sleeps %(ms)d ms first, then runs the real runtime.sh.
+r=$(od -An -N2 -tu2 /dev/urandom) || exit 70
+if [ $((r %% 100)) -lt %(pct)d ]; then sleep %(sec)s; fi
+exec "${0%%/*}/runtime-fast.sh" "$@"
+"""
+SLOW_WARM_SH = """#!/bin/sh
+# Written by bench/bench.py: the slow worker's warm entry (warm-slow.py).
+exec python3 -B -- "$CORRAL_RUNTIME_DIR/warm-slow.py"
+"""
+SLOW_WARM_PY = """# Written by bench/bench.py: runs the real warm.py, but sleeps %(ms)d ms
+# on %(pct)d%% of invocations right after one was handed over.
+import os
+import sys
+import time
+
+path = os.path.join(os.environ["CORRAL_RUNTIME_DIR"], "warm.py")
+with open(path) as f:
+    src = f.read().rstrip()
+if src.endswith("\\nmain()"):  # an unguarded call at the end: ours comes below
+    src = src[:-len("main()")]
+g = {"__name__": "warm_slow_wrapped", "__file__": path}
+exec(compile(src, path, "exec"), g)
+if not callable(g.get("receive")) or not callable(g.get("main")):
+    sys.stderr.write("warm-slow.py: warm.py has no receive() and main(); bench.py needs an update\\n")
+    sys.exit(70)
+fast_receive = g["receive"]
+
+
+def slow_receive():
+    got = fast_receive()
+    if int.from_bytes(os.urandom(2), "little") %% 100 < %(pct)d:
+        time.sleep(%(sec)s)
+    return got
+
+
+g["receive"] = slow_receive
+g["main"]()
+"""
+
+
+def slow_runtime(tmp, ms, pct):
+    """A copy of runtimes/python that is slow on pct %% of runs."""
+    import shutil
+    d = pathlib.Path(tmp) / "python-slow"
+    shutil.copytree(REPO / "runtimes" / "python", d)
+    v = {"pct": pct, "ms": ms, "sec": "%.3f" % (ms / 1000)}
+    (d / "runtime.sh").rename(d / "runtime-fast.sh")
+    (d / "runtime.sh").write_text(SLOW_RUNTIME_SH % v)
+    if (d / "warm.sh").exists():
+        (d / "warm.sh").write_text(SLOW_WARM_SH)
+        (d / "warm-slow.py").write_text(SLOW_WARM_PY % v)
+    for p in [d] + list(d.rglob("*")):
+        os.chmod(p, 0o755 if p.is_dir() or p.suffix == ".sh" else 0o644)
+    return d
+
+
+class HedgeStack:
+    """Three python workers, the first one slow, and a gateway."""
+
+    def __init__(self, args, tmp):
+        self.procs, self.logs = [], []
+        try:
+            slow = slow_runtime(tmp, args.slow_ms, args.slow_pct)
+            urls = []
+            for i, rdir in enumerate([slow, REPO / "runtimes" / "python", REPO / "runtimes" / "python"]):
+                url = "tcp://127.0.0.1:%d" % free_port()
+                logp = os.path.join(tmp, "hedge-worker-%d.log" % i)
+                with open(logp, "ab") as log:
+                    self.procs.append(start([str(args.build / "corral-processor"), "--runtime-dir", str(rdir),
+                                             "--listen", url, "--slots", str(args.slots)] + MODES[args.hedge_mode] + [
+                                             "--uid-base", str(62000 + 64 * i),
+                                             "--name", "slow" if i == 0 else "w%d" % i], "hedge worker", log))
+                urls.append(url)
+                self.logs.append(logp)
+            self.gw_url = "http://127.0.0.1:%d" % free_port()
+            with open(os.path.join(tmp, "hedge-gateway.log"), "ab") as log:
+                self.procs.append(start([str(args.build / "corral-gateway"), "--listen", self.gw_url,
+                                         "--workers", "python=" + ",".join(urls)], "hedge gateway", log))
+            time.sleep(1.0)  # first health checks
+        except BaseException:
+            self.stop()
+            raise
+
+    def runs_logged(self):
+        """Invocations the workers started for the gateway, so far."""
+        n = 0
+        for p in self.logs:
+            with open(p, errors="replace") as f:
+                n += sum(1 for line in f if "msg=invocation " in line and " id=gw" in line)
+        return n
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for p in self.logs:  # e.g. a warm entry that failed: say so, the figures lie then
+            with open(p, errors="replace") as f:
+                bad = [line for line in f if "level=warn" in line or "level=error" in line]
+            if bad:
+                print("bench: %s: %d warnings, first: %s" % (p, len(bad), bad[0].strip()),
+                      file=sys.stderr)
+
+
+def run_hedge_scenario(args, hs, label, race, extra, conns, progfile):
+    cmd = [str(args.build / "corral-bench"), "--target", hs.gw_url + "/v1/run",
+           "--file", "main.py=" + progfile, "--runtime", "python", "--race", str(race),
+           "--conns", str(conns), "--duration-ms", str(int(args.hedge_seconds * 1000)), "--warmup", "2"]
+    if extra:
+        cmd += ["--extra-json", json.dumps(extra)]
+    runs0 = hs.runs_logged()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit("bench: corral-bench failed: " + out.stderr)
+    time.sleep(1.0)  # the losers' cancelled replies and their log lines land
+    r = json.loads(out.stdout)
+    sent = r["n"] + 2 * conns  # the warm-up requests ran on the workers too
+    r["worker_runs"] = hs.runs_logged() - runs0
+    r["extra_pct"] = round(100.0 * (r["worker_runs"] - sent) / max(sent, 1), 1)
+    r.update(scenario=label, conns=conns, mode=args.hedge_mode, slow_ms=args.slow_ms,
+             slow_pct=args.slow_pct)
+    return r
+
+
+def hedge_bench(args, tmp):
+    progfile = os.path.join(tmp, "hedge-main.py")
+    with open(progfile, "w") as f:
+        f.write(PROGRAMS["python"][1])
+    os.chmod(progfile, 0o644)
+    hs = HedgeStack(args, tmp)
+    rows = []
+    try:
+        for conns in [int(c) for c in args.conns.split(",")]:
+            for label, race, extra in HEDGE_MODES:
+                r = run_hedge_scenario(args, hs, label, race, extra, conns, progfile)
+                rows.append(r)
+                print("  hedge   %-9s c=%-2d p50 %.2f ms, p99 %.2f ms, extra %.1f%%" % (
+                    label, conns, r["p50_us"] / 1000, r["p99_us"] / 1000, r["extra_pct"]), file=sys.stderr)
+    finally:
+        hs.stop()
+    return rows
+
+
+def hedge_table(rows, mode, slow_ms, slow_pct):
+    lines = ["", "hedging: 3 python workers (%s), one slow by %d ms on %d%% of its runs "
+             "(p99 ratio: race 1 / this, higher is better):" % (mode, slow_ms, slow_pct)]
+    fmt = "  %-9s %5s %8s %8s %8s %8s %5s %9s %9s"
+    lines.append(fmt % ("mode", "conns", "p50 ms", "p99 ms", "max ms", "runs/s", "err",
+                        "extra %", "p99 x"))
+    base = {r["conns"]: r for r in rows if r["scenario"] == "race1"}
+    for r in rows:
+        b = base.get(r["conns"])
+        lines.append(fmt % (r["scenario"], r["conns"], "%.2f" % (r["p50_us"] / 1000),
+                            "%.2f" % (r["p99_us"] / 1000), "%.2f" % (r["max_us"] / 1000),
+                            "%.1f" % r["rps"], r["errors"] + r["busy"], "%.1f" % r["extra_pct"],
+                            "x%.1f" % (b["p99_us"] / r["p99_us"]) if b and r["p99_us"] else "-"))
+    lines.append("  target: hedged p99 >= 5x lower than race 1, <= 10% extra invocations:")
+    for r in rows:
+        b = base.get(r["conns"])
+        if r["scenario"].startswith("hedge") and b and r["p99_us"]:
+            x = b["p99_us"] / r["p99_us"]
+            lines.append("    %-9s c=%d: p99 x%.1f, extra %.1f%% (%s)" % (
+                r["scenario"], r["conns"], x, r["extra_pct"],
+                "met" if x >= 5 and r["extra_pct"] <= 10 else "NOT met"))
+    return lines
 
 
 def main():
@@ -298,6 +496,13 @@ def main():
     ap.add_argument("--modes", default="cold,prewarm")
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--json", type=pathlib.Path)
+    ap.add_argument("--hedge", choices=("on", "off", "only"), default="on",
+                    help="the hedging scenario (python, gateway): after the others, skipped, or alone")
+    ap.add_argument("--hedge-mode", choices=("cold", "prewarm"), default="prewarm",
+                    help="hedging: the workers' mode")
+    ap.add_argument("--slow-ms", type=int, default=300, help="hedging: the slow worker's delay")
+    ap.add_argument("--slow-pct", type=int, default=10, help="hedging: %% of its runs it is slow on")
+    ap.add_argument("--hedge-seconds", type=float, help="hedging: seconds per scenario (2x --seconds)")
     args = ap.parse_args()
     args.build = args.build.resolve()
     runtimes = [r for r in args.runtimes.split(",") if r]
@@ -305,7 +510,14 @@ def main():
     for m in modes:
         if m not in MODES:
             raise SystemExit("bench: unknown mode %r (%s)" % (m, ", ".join(MODES)))
-    stacks = {}
+    if args.hedge_seconds is None:
+        args.hedge_seconds = 2 * args.seconds
+    if not 0 <= args.slow_pct <= 100 or args.slow_ms < 0:
+        raise SystemExit("bench: --slow-pct is 0..100 and --slow-ms >= 0")
+    hedge = args.hedge != "off" and (args.build / "corral-gateway").exists()
+    if args.hedge == "only":
+        runtimes, modes = [], []
+    stacks, rows, idle, hedge_rows = {}, [], {}, []
     with tempfile.TemporaryDirectory(prefix="corral-bench.") as tmp:
         os.chmod(tmp, 0o755)
         try:
@@ -336,11 +548,17 @@ def main():
         finally:
             for st in stacks.values():
                 st.stop()
+        if hedge:
+            hedge_rows = hedge_bench(args, tmp)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nproc": os.cpu_count(),
-              "load_before": os.getloadavg()[0], "idle_rss": idle, "rows": rows}
+              "load_before": os.getloadavg()[0], "idle_rss": idle, "rows": rows,
+              "hedge": hedge_rows}
     out = args.json or (args.build / "bench.json")
     out.write_text(json.dumps(report, indent=1))
-    print(table(rows, idle))
+    if rows:
+        print(table(rows, idle))
+    if hedge_rows:
+        print("\n".join(hedge_table(hedge_rows, args.hedge_mode, args.slow_ms, args.slow_pct)))
     print("json: %s" % out)
 
 
