@@ -53,6 +53,7 @@ typedef struct gw_config {
 	bool insecure_no_auth;
 	int race;     /* default race width: 1 or 2 */
 	int hedge_ms; /* default mode: -1 race, 0 hedge at observed p95, >0 */
+	int hedge_budget; /* % of hedged-mode invocations that may send a second attempt */
 	int queue;    /* waiting invocations per runtime */
 	int queue_ms; /* longest wait for a slot */
 	int retries;  /* extra attempts after both racers failed */
@@ -85,6 +86,7 @@ enum gw_counter {
 	GW_M_RACES_WON,    /* an attempt won while another was in flight */
 	GW_M_RACES_LOST,   /* attempts that lost and were cancelled */
 	GW_M_HEDGES,       /* second attempts started by the hedge timer */
+	GW_M_HEDGES_SKIPPED, /* hedges not sent: the hedge budget was spent */
 	GW_M_RETRIES,      /* attempts started after failures */
 	GW_M_CANCELS_SENT, /* cancel ops sent to losers */
 	GW_M_CANCELS_OK,   /* ...that found and stopped the run */
@@ -124,6 +126,7 @@ struct gw_runtime {
 	uint64_t hist_count;
 	int32_t recent[128]; /* ring of recent latencies (ms) for p95 */
 	size_t nrecent, recent_pos;
+	double hedge_debt; /* hedges sent minus those the budget has earned */
 	/* invocations waiting for a slot, FIFO */
 	gw_invocation *qhead, *qtail;
 	int nqueued;

@@ -22,6 +22,7 @@ gw_config gw_cfg = {
 	.max_body = 8u << 20,
 	.race = 2,
 	.hedge_ms = -1,
+	.hedge_budget = 10,
 	.queue = 128,
 	.queue_ms = 10000,
 	.retries = 2,
@@ -63,6 +64,8 @@ static const char usage[] =
 "  --hedge-ms MS|auto    default to hedged mode: second worker only after MS\n"
 "                        without a reply (auto: the runtime's observed p95)\n"
 "                        (default: off, plain racing)            CORRAL_GW_HEDGE_MS\n"
+"  --hedge-budget PCT    hedges sent for at most PCT% of hedged-mode\n"
+"                        invocations, bursts of 10 aside (10)     CORRAL_GW_HEDGE_BUDGET\n"
 "  --queue N             invocations that may wait for a slot, per runtime\n"
 "                        (128); past it 429                      CORRAL_GW_QUEUE\n"
 "  --queue-ms MS         longest wait for a slot before 503 (10000) CORRAL_GW_QUEUE_MS\n"
@@ -181,7 +184,7 @@ static int set_hedge(const char *v)
 
 enum {
 	O_LISTEN = 256, O_WORKERS, O_DISCOVER, O_DISCOVER_MS, O_MAX_BODY, O_CORS,
-	O_KEYS, O_NOAUTH, O_RACE, O_HEDGE, O_QUEUE, O_QUEUE_MS, O_RETRIES,
+	O_KEYS, O_NOAUTH, O_RACE, O_HEDGE, O_HEDGE_BUDGET, O_QUEUE, O_QUEUE_MS, O_RETRIES,
 	O_PING, O_PING_TO, O_SLACK, O_BODY_TO, O_MAX_REPLY, O_DRAIN, O_NOTIFY,
 	O_HELP
 };
@@ -192,6 +195,7 @@ static const struct option opts[] = {
 	{ "max-body", 1, 0, O_MAX_BODY }, { "cors-origins", 1, 0, O_CORS },
 	{ "api-keys", 1, 0, O_KEYS }, { "insecure-no-auth", 0, 0, O_NOAUTH },
 	{ "race", 1, 0, O_RACE }, { "hedge-ms", 1, 0, O_HEDGE },
+	{ "hedge-budget", 1, 0, O_HEDGE_BUDGET },
 	{ "queue", 1, 0, O_QUEUE }, { "queue-ms", 1, 0, O_QUEUE_MS },
 	{ "retries", 1, 0, O_RETRIES }, { "ping-ms", 1, 0, O_PING },
 	{ "ping-timeout-ms", 1, 0, O_PING_TO }, { "deadline-slack-ms", 1, 0, O_SLACK },
@@ -207,6 +211,7 @@ static const struct { int opt; const char *var; } envs[] = {
 	{ O_MAX_BODY, "CORRAL_GW_MAX_BODY" }, { O_CORS, "CORRAL_GW_CORS_ORIGINS" },
 	{ O_KEYS, "CORRAL_GW_API_KEYS" }, { O_NOAUTH, "CORRAL_GW_INSECURE_NO_AUTH" },
 	{ O_RACE, "CORRAL_GW_RACE" }, { O_HEDGE, "CORRAL_GW_HEDGE_MS" },
+	{ O_HEDGE_BUDGET, "CORRAL_GW_HEDGE_BUDGET" },
 	{ O_QUEUE, "CORRAL_GW_QUEUE" }, { O_QUEUE_MS, "CORRAL_GW_QUEUE_MS" },
 	{ O_RETRIES, "CORRAL_GW_RETRIES" }, { O_PING, "CORRAL_GW_PING_MS" },
 	{ O_PING_TO, "CORRAL_GW_PING_TIMEOUT_MS" }, { O_SLACK, "CORRAL_GW_DEADLINE_SLACK_MS" },
@@ -240,6 +245,7 @@ static int apply(int opt, const char *v)
 	case O_NOAUTH: gw_cfg.insecure_no_auth = !v || strcmp(v, "0"); return 0;
 	case O_RACE: return set_int("--race", v, 1, 2, &gw_cfg.race);
 	case O_HEDGE: return set_hedge(v);
+	case O_HEDGE_BUDGET: return set_int("--hedge-budget", v, 1, 100, &gw_cfg.hedge_budget);
 	case O_QUEUE: return set_int("--queue", v, 0, 1000000, &gw_cfg.queue);
 	case O_QUEUE_MS: return set_int("--queue-ms", v, 0, 3600000, &gw_cfg.queue_ms);
 	case O_RETRIES: return set_int("--retries", v, 0, 16, &gw_cfg.retries);

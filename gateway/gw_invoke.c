@@ -5,7 +5,13 @@
  *   race   send to two distinct workers at once (the default when the
  *          runtime has two healthy workers with a free slot);
  *   hedge  send to one, and to a second only when no reply came within
- *          hedge_ms (0: the runtime's observed p95);
+ *          hedge_ms (0: the runtime's observed p95), while the runtime's
+ *          hedge budget allows: a hedge doubles the load of its request,
+ *          so when latency rises above hedge_ms for every request (an
+ *          overloaded pool) hedging everything would make it worse. Each
+ *          hedged-mode invocation earns --hedge-budget % of a hedge, a
+ *          burst of HEDGE_BURST may be spent ahead; past it the hedge is
+ *          skipped (counted) and the first attempt runs alone;
  *   single race 1: one worker at a time.
  *
  * Each attempt is one REQ context on its worker's socket, with its own
@@ -41,6 +47,7 @@
 #include "log.h"
 
 #define MAX_ATTEMPTS 24
+#define HEDGE_BURST 10.0 /* hedges that may be sent ahead of the budget */
 
 typedef struct timer timer;
 
@@ -504,6 +511,27 @@ void gw_invoke_worker_lost(gw_worker *w)
 			}
 }
 
+/* ---- the hedge budget -------------------------------------------------- */
+
+/* Under lock: a hedged-mode invocation started; it earns its share. */
+static void hedge_earn(gw_runtime *rt)
+{
+	rt->hedge_debt -= gw_cfg.hedge_budget / 100.0;
+	if (rt->hedge_debt < 0)
+		rt->hedge_debt = 0;
+}
+
+/* Under lock: may one more hedge go? Takes it from the budget if so. */
+static bool hedge_take(gw_runtime *rt)
+{
+	if (rt->hedge_debt + 1 > HEDGE_BURST) {
+		gw_metric_inc(GW_M_HEDGES_SKIPPED);
+		return false;
+	}
+	rt->hedge_debt += 1;
+	return true;
+}
+
 /* ---- timers ------------------------------------------------------------ */
 
 struct timer {
@@ -528,7 +556,8 @@ static void timer_cb(void *arg)
 			gw_worker *w[1], *tried[MAX_ATTEMPTS];
 			for (int i = 0; i < inv->natt; i++)
 				tried[i] = inv->att[i].w;
-			if (gw_pool_pick(inv->rt, w, 1, tried, (size_t)inv->natt) == 1) {
+			if (gw_pool_pick(inv->rt, w, 1, tried, (size_t)inv->natt) == 1 &&
+			    hedge_take(inv->rt)) {
 				inv->hedged = true;
 				gw_metric_inc(GW_M_HEDGES);
 				attempt_start(inv, w[0]);
@@ -742,6 +771,8 @@ void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o, gw_done
 		inv->hedge_ms = p95 > 0 ? (int)p95 : 1000;
 	}
 	inv->mode = inv->width < 2 ? "single" : inv->hedge_ms >= 0 ? "hedge" : "race";
+	if (inv->hedge_ms >= 0)
+		hedge_earn(rt);
 	int64_t wall = stage_wall(&req->limits, &rt->def_limits);
 	if (rt->compiled)
 		wall += stage_wall(&req->compile_limits, &rt->def_compile);

@@ -22,6 +22,7 @@ static const struct { const char *name, *help; } counter_info[GW_M_NCOUNTERS] = 
 	[GW_M_RACES_WON] = { "corral_gateway_races_won_total", "Invocations won by one of two racing workers." },
 	[GW_M_RACES_LOST] = { "corral_gateway_races_lost_total", "Racing attempts that lost and were cancelled." },
 	[GW_M_HEDGES] = { "corral_gateway_hedges_total", "Second attempts started by the hedge timer." },
+	[GW_M_HEDGES_SKIPPED] = { "corral_gateway_hedges_skipped_total", "Hedges not sent because the hedge budget was spent." },
 	[GW_M_RETRIES] = { "corral_gateway_retries_total", "Attempts started after earlier attempts failed." },
 	[GW_M_CANCELS_SENT] = { "corral_gateway_cancels_total", "Cancel operations sent to workers." },
 	[GW_M_CANCELS_OK] = { "corral_gateway_cancels_confirmed_total", "Cancels that found and stopped a run." },
