@@ -16,7 +16,7 @@
 
 enum { O_LISTEN, O_RUNTIME, O_STATE, O_SLOTS, O_UID, O_NOTIFY, O_DRAIN, O_NAME,
        O_MAXMSG, O_LIM, O_MAXLIM, O_CLIM, O_MAXCLIM, O_MAXFILES, O_MAXFILE,
-       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_IPCMODE, O_N };
+       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_IPCMODE, O_ZYGOTE, O_N };
 
 static const struct opt {
 	const char *flag, *env, *arg, *help;
@@ -72,6 +72,10 @@ static const struct opt {
 	                "prewarmed one-shot sandboxes: each slot keeps its next sandbox started "
 	                "with the runtime's warm.sh waiting in it (docs/runtimes.md, \"warm\"); "
 	                "a runtime without warm.sh runs cold [off]" },
+	[O_ZYGOTE] = { "--zygote", "CORRAL_ZYGOTE", "on|off",
+	               "fork server: one interpreter per worker forks a child per run, which "
+	               "enters the run's own sandbox first (docs/runtimes.md, \"zygote\"); "
+	               "needs a runtime with zygote.sh, level namespaces or full, no --prewarm [off]" },
 	[O_IPCMODE] = { "--ipc-permissions", "CORRAL_IPC_PERMISSIONS", "MODE",
 	                "octal file mode of ipc:// sockets, e.g. 0660 so that a non-root "
 	                "gateway in the socket's group can connect [nng's default]" },
@@ -197,6 +201,10 @@ static int apply(pr_config *c, int o, const char *v)
 		if (strcmp(v, "on") && strcmp(v, "off"))
 			return bad(o, v, "expected on or off");
 		c->prewarm = strcmp(v, "on") == 0; return 0;
+	case O_ZYGOTE:
+		if (strcmp(v, "on") && strcmp(v, "off"))
+			return bad(o, v, "expected on or off");
+		c->zygote = strcmp(v, "on") == 0; return 0;
 	default:
 		if (cr_parse_limits(v, lims[o - O_LIM], err, sizeof err))
 			return bad(o, v, err);

@@ -159,6 +159,7 @@ static int start(pr_config *cfg, pr_runtime *rt)
 		.tmp_bytes = cfg->tmp_bytes,
 		.workdir_bytes = cfg->workdir_bytes,
 		.prewarm = cfg->prewarm,
+		.zygote = cfg->zygote,
 		.warm_limits = cfg->run_max,
 	};
 	if (px_init(&pc, err, sizeof err)) {

@@ -42,6 +42,7 @@ typedef struct pr_config {
 	const char *runtime_version; /* NULL: run runtime.conf's command */
 	int ipc_mode;                /* ipc:// socket file mode; -1: nng's */
 	bool prewarm;                /* --prewarm on */
+	bool zygote;                 /* --zygote on */
 } pr_config;
 
 /* config.c: 0 to run, 1 when --help was printed, -1 on a bad flag. */

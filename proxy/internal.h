@@ -124,6 +124,10 @@ typedef struct px_plan {
 	bool uid_kill;    /* root and uid >= 0: kill all of uid at the end */
 	const px_cgroup *cg; /* may be NULL */
 	const struct px_sandbox *sb; /* seccomp, namespaces; may be NULL */
+	/* zygote run (zygote.c): instead of forking the stage, the keeper
+	 * hands its namespaces and these to the fork server */
+	bool zygote;
+	int zygote_sock, zygote_spec, zygote_bpf; /* bpf -1: no filter */
 } px_plan;
 
 /* What the keeper tells the parent when it is done. */
@@ -223,6 +227,20 @@ int px_warm_run(px_slot *s, const px_job *job, px_result *res, char *wd, char *t
                 char *err, size_t errlen);
 /* Stops and removes the slot's warm sandbox, if any. */
 void px_warm_discard(px_slot *s);
+/* The handoff of an invocation (warm.c's header; also in a zygote spec). */
+char *px_warm_handoff(const cr_request *req, char *const *envp, size_t *len);
+/* ---- zygote.c ---------------------------------------------------------- */
+/* At px_init, when cfg.zygote: starts the fork server (-1 with err when the
+ * runtime, the level or the server does not allow it). */
+int px_zygote_init(char *err, size_t errlen);
+void px_zygote_fini(void);
+/* The server is up (a dead one is logged once; runs are then cold). */
+bool px_zygote_usable(void);
+int px_zygote_sock(void);
+int px_zygote_bpf(void);
+/* A memfd holding the spec of one run (zygote.py reads it), or -1 with err. */
+int px_zygote_spec(int slot, const char *workdir, const cr_limits *lim, const char *handoff,
+                   size_t handoff_len, char *err, size_t errlen);
 /* ---- stage.c ------------------------------------------------------------ */
 
 typedef struct px_stage_spec {
@@ -233,6 +251,8 @@ typedef struct px_stage_spec {
 	const cr_limits *lim;
 	const char *stdin_data;
 	size_t stdin_len;
+	bool zygote;      /* run by the fork server, zygote_spec its spec memfd */
+	int zygote_spec;
 } px_stage_spec;
 
 /* Runs one stage to its end. 0 with *st filled (and *cancelled), -1 with

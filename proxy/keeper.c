@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -438,6 +439,120 @@ static void keeper_wait(keeper *k, int sfd)
 	}
 }
 
+/* ---- zygote runs (zygote.c, runtimes/python/zygote.py) ---------------- */
+
+/* What the zygote's runner writes when the stage is done or could not
+ * start (zygote.py, STATUS). */
+typedef struct zy_status {
+	int32_t kind; /* 0: ended, a = wait status; 1: setup step a failed, errno b */
+	int32_t a, b, pad;
+	int64_t cpu_us, maxrss_kb;
+} zy_status;
+
+/* Hands our namespaces (a pidfd of ourselves), the stage's fds, its
+ * cgroups, the filter and the spec to the fork server. */
+static int zygote_send(const px_plan *p, int status_w)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (pidfd < 0)
+		return -1;
+	int fds[16] = { pidfd, p->stdin_fd, p->stdout_fd, p->stderr_fd, status_w,
+	                p->zygote_spec };
+	int n = 6;
+	if (p->zygote_bpf >= 0)
+		fds[n++] = p->zygote_bpf;
+	int ncg = p->cg ? p->cg->njoin : 0;
+	for (int i = 0; i < ncg; i++)
+		fds[n++] = p->cg->join_fd[i];
+	char hdr[4] = { 'Z', p->zygote_bpf >= 0, (char)ncg, 0 };
+	struct iovec iov = { hdr, sizeof hdr };
+	union { char buf[CMSG_SPACE(sizeof fds)]; struct cmsghdr align; } u;
+	memset(&u, 0, sizeof u);
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	                    .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
+	ssize_t w;
+	while ((w = sendmsg(p->zygote_sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	int e = errno;
+	close(pidfd);
+	errno = e;
+	return w == (ssize_t)sizeof hdr ? 0 : -1;
+}
+
+/* Reads the runner's status (true), waiting at most ms (-1: forever).
+ * With stop: a stop request (ctl byte or EOF, SIGTERM/SIGHUP) ends the
+ * wait too and sets *stop. Orphans of the stage come to us (we are the
+ * pid namespace's init) and are reaped meanwhile. */
+static bool zygote_status(keeper *k, int zfd, int sfd, int ms, bool *stop)
+{
+	struct pollfd pf[3] = { { zfd, POLLIN, 0 }, { sfd, POLLIN, 0 },
+	                        { k->p->ctl_fd, POLLIN, 0 } };
+	int64_t end = now_ms() + ms;
+	for (;;) {
+		int left = ms < 0 ? -1 : (int)(end - now_ms());
+		if (ms >= 0 && left <= 0)
+			return false;
+		int n = poll(pf, stop ? 3 : 2, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		struct signalfd_siginfo si;
+		bool sig = false;
+		while (read(sfd, &si, sizeof si) == sizeof si)
+			sig |= si.ssi_signo != SIGCHLD;
+		reap(k);
+		if (stop && (sig || pf[2].revents)) {
+			*stop = true;
+			return false;
+		}
+		if (!pf[0].revents)
+			continue;
+		zy_status z;
+		if (read(zfd, &z, sizeof z) != sizeof z)
+			return false;
+		k->r.cpu_us += z.cpu_us;
+		if (z.maxrss_kb > k->r.maxrss_kb)
+			k->r.maxrss_kb = z.maxrss_kb;
+		if (z.kind == 0)
+			k->r.main_reaped = 1, k->r.main_status = z.a;
+		else
+			k->r.setup_step = z.a, k->r.setup_errno = z.b ? z.b : EINVAL;
+		return true;
+	}
+}
+
+/* The keeper of a zygote run, after its sandbox is built: never returns. */
+static void keeper_zygote(keeper *k, int sfd)
+{
+	const px_plan *p = k->p;
+	int zp[2];
+	if (pipe2(zp, O_CLOEXEC) < 0 || zygote_send(p, zp[1]) < 0) {
+		k->r.setup_step = STEP_SANDBOX;
+		k->r.setup_errno = errno;
+	} else {
+		close(zp[1]);
+		close(p->stdin_fd);
+		close(p->stdout_fd);
+		close(p->stderr_fd);
+		bool stop = false;
+		bool got = zygote_status(k, zp[0], sfd, -1, &stop);
+		kill_tree(k);
+		/* killed: the runner reports the stage's end right away */
+		if (!got && !zygote_status(k, zp[0], sfd, 5000, NULL) && !k->r.setup_step &&
+		    !stop)
+			k->r.setup_step = STEP_SANDBOX, k->r.setup_errno = EPIPE;
+		reap_all(k);
+	}
+	ssize_t n = write(p->report_fd, &k->r, sizeof k->r);
+	_exit(n == sizeof k->r ? 0 : 6);
+}
+
 static void keeper_main(const px_plan *p, pid_t parent)
 {
 	keeper k = { .p = p, .started = now_ms() };
@@ -456,8 +571,10 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	    (!(p->sb && p->sb->namespaces) && getppid() != parent))
 		_exit(3); /* (in a new pid namespace our parent is not visible) */
 	int keepfds[16] = { p->ctl_fd, p->report_fd, p->stdin_fd, p->stdout_fd,
-	                    p->stderr_fd, sfd, p->warm_fd };
-	int nkeep = 7;
+	                    p->stderr_fd, sfd, p->warm_fd, -1, -1, -1 };
+	int nkeep = 10;
+	if (p->zygote)
+		keepfds[7] = p->zygote_sock, keepfds[8] = p->zygote_spec, keepfds[9] = p->zygote_bpf;
 	for (int i = 0; p->cg && i < p->cg->njoin; i++)
 		keepfds[nkeep++] = p->cg->join_fd[i];
 	px_close_except(keepfds, nkeep);
@@ -472,6 +589,8 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	 * sandbox: not dumpable, we could not write our own uid_map. */
 	if (prctl(PR_SET_DUMPABLE, 0) < 0)
 		_exit(7);
+	if (p->zygote)
+		keeper_zygote(&k, sfd); /* never returns */
 	int failp[2];
 	if (pipe2(failp, O_CLOEXEC) < 0)
 		_exit(5);

@@ -343,11 +343,16 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		px_fini();
 		return -1;
 	}
+	if (px_zygote_init(err, errlen) < 0) {
+		px_fini();
+		return -1;
+	}
 	return 0;
 }
 
 void px_fini(void)
 {
+	px_zygote_fini();
 	for (int i = 0; i < px_w.nslots; i++)
 		px_warm_discard(&px_w.slots[i]);
 	px_sandbox_fini();
@@ -500,6 +505,23 @@ void px_remove_dirs(int slot, const char *wd, const char *tmp, char *err, size_t
 	}
 }
 
+/* A zygote run of the run stage: its spec memfd (zygote.c). */
+static int zygote_spec(inv *v, px_stage_spec *spec, char *const *envp, char *err,
+                       size_t errlen)
+{
+	size_t len;
+	char *h = px_warm_handoff(v->job->req, envp, &len);
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	spec->zygote_spec = px_zygote_spec(v->slot->index, v->wd, spec->lim, h, len, err,
+	                                   errlen);
+	free(h);
+	spec->zygote = spec->zygote_spec >= 0;
+	return spec->zygote ? 0 : -1;
+}
+
 static int run_stage(inv *v, bool compile, cr_stage *st, bool *cancelled, char *err,
                      size_t errlen)
 {
@@ -524,8 +546,14 @@ static int run_stage(inv *v, bool compile, cr_stage *st, bool *cancelled, char *
 		.lim = compile ? &v->job->compile_limits : &v->job->run_limits,
 		.stdin_data = compile ? NULL : req->stdin_data,
 		.stdin_len = compile ? 0 : req->stdin_len,
+		.zygote_spec = -1,
 	};
+	if (!compile && px_zygote_usable() &&
+	    zygote_spec(v, &spec, env.v, err, errlen) < 0)
+		goto out;
 	rc = px_stage_run(v->slot, &spec, st, cancelled, err, errlen);
+	if (spec.zygote)
+		close(spec.zygote_spec);
 out:
 	free(argv);
 	px_env_free(&env);

@@ -58,6 +58,12 @@ typedef struct px_config {
 	 * Ignored for a runtime without warm.sh or with compile.sh. */
 	bool prewarm;
 	cr_limits warm_limits; /* every field set: the largest a run may ask */
+	/* Fork server (docs/runtimes.md, "zygote"): one interpreter per worker
+	 * started at px_init by the runtime's zygote.sh, forking a child per
+	 * run that enters the run's own sandbox first. px_init fails for a
+	 * runtime without zygote.sh or with compile.sh, below level
+	 * namespaces, or with prewarm. */
+	bool zygote;
 } px_config;
 
 typedef struct px_slot px_slot;
@@ -104,7 +110,7 @@ void px_cancel(px_slot *slot);
 void px_prepare(px_slot *slot);
 /* Thread-safe: the slot has a warm sandbox whose runtime said it waits. */
 bool px_slot_warm_ready(px_slot *slot);
-/* The fast paths in force, for `info` and logs: "prewarm" or "none". */
+/* The fast paths in force, for `info` and logs: "prewarm", "zygote" or "none". */
 const char *px_accel(void);
 
 /* A short description of the isolation in force, for `info` and logs:

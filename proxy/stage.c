@@ -433,6 +433,10 @@ int px_stage_launch(px_slot *s, const px_stage_spec *spec, bool warm, px_launch 
 		.ctl_fd = fds[3][0], .report_fd = fds[4][1], .warm_fd = wsock[1],
 		.cg = px_cg_mode() != PX_CG_NONE || l->cg.unified[0] ? &l->cg : NULL,
 		.sb = px_sandbox_for(s->index),
+		.zygote = spec->zygote,
+		.zygote_sock = spec->zygote ? px_zygote_sock() : -1,
+		.zygote_spec = spec->zygote ? spec->zygote_spec : -1,
+		.zygote_bpf = spec->zygote ? px_zygote_bpf() : -1,
 	};
 	l->has_cg = p.cg != NULL;
 	px_plan_limits(&p, spec->lim);

@@ -331,7 +331,7 @@ static int apply_limits(px_slot *s, px_launch *l, const cr_limits *lim, char *er
 }
 
 /* The handoff message (format at the top). NULL when out of memory. */
-static char *handoff(const cr_request *req, char *const *envp, size_t *len)
+char *px_warm_handoff(const cr_request *req, char *const *envp, size_t *len)
 {
 	char nargs[24];
 	snprintf(nargs, sizeof nargs, "%zu", req->nargs);
@@ -367,7 +367,7 @@ static int hand_over(px_slot *s, px_launch *l, const px_job *job, px_result *res
 	int rc = -1;
 	warm_exe(exe, sizeof exe);
 	if (px_env_build(&env, req, wd, tmp, "run", s->index) < 0 ||
-	    !(msg = handoff(req, env.v, &len))) {
+	    !(msg = px_warm_handoff(req, env.v, &len))) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}

@@ -26,7 +26,12 @@ def receive():
             break
         chunks.append(b)
     os.close(3)
-    fields = b"".join(chunks).split(b"\0")
+    return parse(b"".join(chunks))
+
+
+def parse(data):
+    """The handoff's entry, args and environment (exits 125 when malformed)."""
+    fields = data.split(b"\0")
     if len(fields) < 4 or fields[0] != b"corral-warm 1" or fields[-1] != b"":
         os.write(2, b"corral warm.py: malformed handoff\n")
         os._exit(125)
@@ -62,7 +67,12 @@ def trimmed(tb, path):
 
 
 def main():
-    entry, args, env = receive()
+    run(*receive())
+
+
+def run(entry, args, env):
+    """Runs the invocation in this process; never returns. (Also the
+    zygote's child, zygote.py, once it is in its sandbox.)"""
     os.environ.clear()
     for k, _, v in env:
         os.environ[k] = v
@@ -118,4 +128,5 @@ def finish(code):
     os._exit(code)
 
 
-main()
+if __name__ == "__main__":
+    main()
