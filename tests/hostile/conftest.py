@@ -24,17 +24,21 @@ ORDER = {l: i for i, l in enumerate(LEVELS)}
 
 # Each level cold and with prewarmed sandboxes (--prewarm on): a warm
 # process serves one invocation, so every case must hold the same way.
-MODES = ["cold", "prewarm"]
+# And with the fork server (--zygote on), which exists only at the
+# namespace levels (the worker refuses it below them).
+MODES = ["cold", "prewarm", "zygote"]
+PARAMS = [(l, m) for m in MODES for l in LEVELS
+          if m != "zygote" or ORDER[l] >= ORDER["namespaces"]]
 
 
-@pytest.fixture(scope="module", params=[(l, m) for m in MODES for l in LEVELS],
-                ids=["%s-%s" % (l, m) for m in MODES for l in LEVELS])
+@pytest.fixture(scope="module", params=PARAMS, ids=["%s-%s" % p for p in PARAMS])
 def hw(request, tmp_path_factory):
     """A python worker (2 slots) at one isolation level, shared by a module."""
     level, mode = request.param
     tmp = tmp_path_factory.mktemp("hostile-%s-%s" % (level, mode))
     env = {"CORRAL_ISOLATION": level, "CORRAL_WORKDIR_BYTES": "32M",
-           "CORRAL_PREWARM": "on" if mode == "prewarm" else "off"}
+           "CORRAL_PREWARM": "on" if mode == "prewarm" else "off",
+           "CORRAL_ZYGOTE": "on" if mode == "zygote" else "off"}
     try:
         w = Worker("python", slots=2, env=env, tmp=str(tmp))
     except RuntimeError as e:
@@ -46,6 +50,8 @@ def hw(request, tmp_path_factory):
     w.prewarm = mode == "prewarm"
     if w.prewarm:
         assert "accel=prewarm" in w.log(), w.log()
+    if mode == "zygote":
+        assert "accel=zygote" in w.log(), w.log()
     args = w.proc.args
     w.uid_base = int(args[args.index("--uid-base") + 1]) if "--uid-base" in args else None
     yield w
