@@ -13,6 +13,11 @@
  *
  * It prints one JSON object: n, good, busy, errors, rps, p50/p90/p99/max
  * in microseconds. bench/bench.py runs the scenarios and the table.
+ *
+ *   corral-bench --serve URL [--runtime NAME] [--notify-fd N]
+ *
+ * is a stand-in worker instead (bench_serve.c): it answers every run at
+ * once, so that the gateway's own hop can be measured without a sandbox.
  */
 #include "conf.h"
 #include "wire.h"
@@ -317,9 +322,31 @@ static int parse(conf *c, int argc, char **argv)
 	return 0;
 }
 
+int bench_serve(const char *url, const char *runtime, int notify_fd);
+
+/* corral-bench --serve URL [--runtime NAME] [--notify-fd N] */
+static int serve_main(int argc, char **argv)
+{
+	const char *runtime = "bash";
+	int64_t fd = -1;
+	for (int i = 3; i < argc; i += 2) {
+		if (i + 1 >= argc)
+			return fprintf(stderr, "corral-bench: %s wants a value\n", argv[i]), 2;
+		if (!strcmp(argv[i], "--runtime"))
+			runtime = argv[i + 1];
+		else if (!strcmp(argv[i], "--notify-fd") && !cr_parse_int(argv[i + 1], &fd) && fd >= 0)
+			continue;
+		else
+			return fprintf(stderr, "corral-bench --serve: bad option %s\n", argv[i]), 2;
+	}
+	return bench_serve(argv[2], runtime, (int)fd);
+}
+
 int main(int argc, char **argv)
 {
 	static conf c;
+	if (argc >= 3 && !strcmp(argv[1], "--serve"))
+		return serve_main(argc, argv);
 	if (parse(&c, argc, argv))
 		return 2;
 	bool http = strncmp(c.target, "http://", 7) == 0;

@@ -155,6 +155,8 @@ void cr_pack_stage(msgpack_packer *pk, const cr_stage *st)
 
 bool cr_obj_bytes(const msgpack_object *o, const char **p, size_t *n)
 {
+	if (!o) /* callers pass cr_obj_get()'s NULL for an absent key */
+		return false;
 	if (o->type == MSGPACK_OBJECT_STR) {
 		*p = o->via.str.ptr;
 		*n = o->via.str.size;
@@ -177,6 +179,8 @@ bool cr_obj_eq(const msgpack_object *o, const char *s)
 
 bool cr_obj_int(const msgpack_object *o, int64_t *v)
 {
+	if (!o)
+		return false;
 	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX) {
 		*v = (int64_t)o->via.u64;
 		return true;
