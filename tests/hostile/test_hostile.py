@@ -34,12 +34,15 @@ def is_warm(pid):
     try:
         with open("/proc/%s/cmdline" % pid, "rb") as f:
             argv = f.read().split(b"\0")
-        exe = os.readlink("/proc/%s/exe" % pid)
+        with open("/proc/%s/comm" % pid) as f:
+            comm = f.read().strip()
     except OSError:
         return False
+    # comm, not /proc/PID/exe: the stage is not dumpable, so its exe link
+    # may not be readable; comm is the processor's until the exec.
     return ((argv[:3] == [b"python3", b"-B", b"--"] and argv[3].endswith(b"/runtime/warm.py"))
             or (len(argv) > 1 and argv[1].endswith(b"/runtime/warm.sh"))
-            or os.path.basename(exe) == "corral-processor")
+            or comm == "corral-processo")
 
 
 def slot_processes(w):
