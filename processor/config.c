@@ -75,7 +75,8 @@ static const struct opt {
 	[O_ZYGOTE] = { "--zygote", "CORRAL_ZYGOTE", "on|off",
 	               "fork server: one interpreter per worker forks a child per run, which "
 	               "enters the run's own sandbox first (docs/runtimes.md, \"zygote\"); "
-	               "needs a runtime with zygote.sh, level namespaces or full, no --prewarm [off]" },
+	               "needs a runtime with zygote.sh and level namespaces or full; with --prewarm on, "
+	               "the prewarmed sandboxes hold the server's children [off]" },
 	[O_IPCMODE] = { "--ipc-permissions", "CORRAL_IPC_PERMISSIONS", "MODE",
 	                "octal file mode of ipc:// sockets, e.g. 0660 so that a non-root "
 	                "gateway in the socket's group can connect [nng's default]" },

@@ -464,7 +464,9 @@ static int zygote_send(const px_plan *p, int status_w)
 	int ncg = p->cg ? p->cg->njoin : 0;
 	for (int i = 0; i < ncg; i++)
 		fds[n++] = p->cg->join_fd[i];
-	char hdr[4] = { 'Z', p->zygote_bpf >= 0, (char)ncg, 0 };
+	if (p->warm_fd >= 0) /* prewarmed: the run's fd 3, the handoff comes there */
+		fds[n++] = p->warm_fd;
+	char hdr[4] = { 'Z', p->zygote_bpf >= 0, (char)ncg, p->warm_fd >= 0 };
 	struct iovec iov = { hdr, sizeof hdr };
 	union { char buf[CMSG_SPACE(sizeof fds)]; struct cmsghdr align; } u;
 	memset(&u, 0, sizeof u);
@@ -540,6 +542,8 @@ static void keeper_zygote(keeper *k, int sfd)
 		close(p->stdin_fd);
 		close(p->stdout_fd);
 		close(p->stderr_fd);
+		if (p->warm_fd >= 0)
+			close(p->warm_fd);
 		bool stop = false;
 		bool got = zygote_status(k, zp[0], sfd, -1, &stop);
 		kill_tree(k);

@@ -61,8 +61,9 @@ typedef struct px_config {
 	/* Fork server (docs/runtimes.md, "zygote"): one interpreter per worker
 	 * started at px_init by the runtime's zygote.sh, forking a child per
 	 * run that enters the run's own sandbox first. px_init fails for a
-	 * runtime without zygote.sh or with compile.sh, below level
-	 * namespaces, or with prewarm. */
+	 * runtime without zygote.sh or with compile.sh, or below level
+	 * namespaces. With prewarm too, the prewarmed sandboxes' stages are
+	 * the server's children. */
 	bool zygote;
 } px_config;
 

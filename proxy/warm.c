@@ -117,8 +117,17 @@ void px_prepare(px_slot *s)
 		snprintf(err, sizeof err, "out of memory");
 	} else {
 		px_stage_spec spec = { .exe = exe, .argv = argv, .envp = env.v, .workdir = w->wd,
-		                       .lim = &px_w.cfg.warm_limits };
-		rc = px_stage_launch(s, &spec, true, l, err, sizeof err);
+		                       .lim = &px_w.cfg.warm_limits, .zygote_spec = -1 };
+		/* with the fork server: its child waits in the sandbox, not warm.sh */
+		if (px_zygote_usable()) {
+			spec.zygote_spec = px_zygote_spec(s->index, w->wd, spec.lim, "", 0, err,
+			                                  sizeof err);
+			spec.zygote = spec.zygote_spec >= 0;
+		}
+		if (!px_zygote_usable() || spec.zygote)
+			rc = px_stage_launch(s, &spec, true, l, err, sizeof err);
+		if (spec.zygote)
+			close(spec.zygote_spec);
 	}
 	px_env_free(&env);
 	if (rc < 0) {

@@ -17,6 +17,11 @@
  * and reports through a pipe the keeper waits on. Kill, reap and limits
  * stay the keeper's and the slot thread's, exactly as for a cold run.
  *
+ * With prewarm on too (warm.c), the slot's next sandbox is launched the
+ * same way with a spec that holds no invocation and the warm socket as one
+ * more fd: the child enters the sandbox and waits for the handoff on its
+ * fd 3 as warm.py does; limits are then lowered by warm.c as for warm.sh.
+ *
  * The server only ever reads a 4-byte header and fds: no invocation's
  * data enters the memory the next child is forked from. Only runtimes
  * without compile.sh, and only at the namespace levels (the stage must be
@@ -139,9 +144,8 @@ int px_zygote_init(char *err, size_t errlen)
 		         exe, strerror(errno));
 		return -1;
 	}
-	if (px_w.cfg.has_compile || px_w.cfg.prewarm) {
-		snprintf(err, errlen, "--zygote on: not with %s",
-		         px_w.cfg.has_compile ? "a compiled runtime (compile.sh)" : "--prewarm on");
+	if (px_w.cfg.has_compile) {
+		snprintf(err, errlen, "--zygote on: not with a compiled runtime (compile.sh)");
 		return -1;
 	}
 	if (px_sandbox_level() < PX_LEVEL_NAMESPACES) {
@@ -167,7 +171,7 @@ int px_zygote_init(char *err, size_t errlen)
 	if (rc < 0)
 		px_zygote_fini();
 	else
-		snprintf(px_w.accel, sizeof px_w.accel, "zygote");
+		snprintf(px_w.accel, sizeof px_w.accel, "%s", px_w.prewarm ? "prewarm+zygote" : "zygote");
 	return rc;
 }
 

@@ -8,10 +8,16 @@ message is 4 bytes and fds, so nothing of one invocation is ever in the
 memory the next one's child starts from.
 
 The message comes from the invocation's keeper (proxy/keeper.c), once the
-sandbox is built: header b"Z" <has_bpf> <ncgroup> 0 and the fds
+sandbox is built: header b"Z" <has_bpf> <ncgroup> <has_warm> and the fds
 
     pidfd of the keeper, stdin, stdout, stderr, status (write end),
-    spec (memfd), [seccomp BPF (memfd)], [cgroup.procs of each hierarchy]
+    spec (memfd), [seccomp BPF (memfd)], [cgroup.procs of each hierarchy],
+    [the warm socket]
+
+With the warm socket (--prewarm on too: a prewarmed sandbox), the spec
+has no invocation: the child becomes the run's fd 3 and, once in its
+sandbox, waits there for the handoff as warm.py does (docs/runtimes.md,
+"warm").
 
 C1 (root, outside the sandbox) reads the spec, joins the keeper's
 namespaces with one setns() on its pidfd (pid, mount, net, ipc, uts, and
@@ -86,7 +92,8 @@ def parse_spec(data):
     workdir, nrl = os.fsdecode(head[6]), int(head[7])
     rest = head[8].split(b"\0", 3 * nrl)
     rl = [tuple(int(x) for x in rest[3 * i:3 * i + 3]) for i in range(nrl)]
-    entry, args, env = warm.parse(rest[3 * nrl])
+    # no handoff: a prewarmed sandbox, it comes on fd 3
+    entry, args, env = warm.parse(rest[3 * nrl]) if rest[3 * nrl] else (None, None, None)
     return dict(nsflags=nsflags, userns=userns, drop=drop, uid=uid, gid=gid,
                 workdir=workdir, rlimits=rl, entry=entry, args=args, env=env)
 
@@ -117,7 +124,7 @@ def lock(bpf):
           STEP_SANDBOX)
 
 
-def enter(spec, fds, bpf, cgfds, failfd):
+def enter(spec, fds, bpf, cgfds, failfd, warmfd):
     """C2: the stage's sandbox, step by step as keeper.c's stage_main."""
     try:
         os.setsid()
@@ -136,7 +143,9 @@ def enter(spec, fds, bpf, cgfds, failfd):
     try:
         for i in range(3):
             os.dup2(fds[i], i)
-        keep = sorted({0, 1, 2, failfd})
+        if warmfd is not None:
+            os.dup2(warmfd, 3)
+        keep = sorted({0, 1, 2, failfd} | ({3} if warmfd is not None else set()))
         for a, b in zip(keep, keep[1:] + [1 << 20]):
             os.closerange(a + 1, b)
     except OSError as e:
@@ -171,10 +180,11 @@ def runner(hdr, fds):
     """C1: never returns."""
     status = fds[4]
     try:
-        has_bpf, ncg = hdr[1], hdr[2]
+        has_bpf, ncg, has_warm = hdr[1], hdr[2], hdr[3]
         spec = parse_spec(read_all(fds[5]))
         bpf = read_all(fds[6]) if has_bpf else None
         cgfds = fds[6 + has_bpf:6 + has_bpf + ncg]
+        warmfd = fds[6 + has_bpf + ncg] if has_warm else None
         check(libc.setns(fds[0], spec["nsflags"]), STEP_SANDBOX)
     except StepFailed as e:
         report(status, 1, e.step, e.err)
@@ -188,7 +198,9 @@ def runner(hdr, fds):
         try:
             os.close(failr)
             os.close(status)
-            enter(spec, fds[1:4], bpf, cgfds, failw)
+            if warmfd is not None and failw == 3:  # 3 is the warm socket's place
+                failw = os.dup(failw)
+            enter(spec, fds[1:4], bpf, cgfds, failw, warmfd)
         except StepFailed as e:
             os.write(failw, struct.pack("=ii", e.step, e.err))
             os._exit(127)
@@ -196,6 +208,8 @@ def runner(hdr, fds):
             os.write(failw, struct.pack("=ii", STEP_SANDBOX, 22))
             os._exit(127)
         os.close(failw)
+        if spec["entry"] is None:
+            warm.main()  # "ready" on fd 3, the handoff, the run
         warm.run(spec["entry"], spec["args"], spec["env"])
     os.close(failw)
     for fd in fds:
@@ -223,7 +237,7 @@ def serve(sock):
         for level, kind, data in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += struct.unpack("%di" % (len(data) // 4), data[:len(data) // 4 * 4])
-        if len(msg) == 4 and msg[0:1] == b"Z" and len(fds) == 6 + msg[1] + msg[2]:
+        if len(msg) == 4 and msg[0:1] == b"Z" and len(fds) == 6 + msg[1] + msg[2] + msg[3]:
             if os.fork() == 0:
                 sock.close()
                 runner(msg, fds)

@@ -24,11 +24,12 @@ ORDER = {l: i for i, l in enumerate(LEVELS)}
 
 # Each level cold and with prewarmed sandboxes (--prewarm on): a warm
 # process serves one invocation, so every case must hold the same way.
-# And with the fork server (--zygote on), which exists only at the
-# namespace levels (the worker refuses it below them).
-MODES = ["cold", "prewarm", "zygote"]
+# And with the fork server (--zygote on; with --prewarm on too, its child
+# waits in the prewarmed sandbox), which exists only at the namespace
+# levels (the worker refuses it below them).
+MODES = ["cold", "prewarm", "zygote", "prewarm+zygote"]
 PARAMS = [(l, m) for m in MODES for l in LEVELS
-          if m != "zygote" or ORDER[l] >= ORDER["namespaces"]]
+          if "zygote" not in m or ORDER[l] >= ORDER["namespaces"]]
 
 
 @pytest.fixture(scope="module", params=PARAMS, ids=["%s-%s" % p for p in PARAMS])
@@ -37,8 +38,8 @@ def hw(request, tmp_path_factory):
     level, mode = request.param
     tmp = tmp_path_factory.mktemp("hostile-%s-%s" % (level, mode))
     env = {"CORRAL_ISOLATION": level, "CORRAL_WORKDIR_BYTES": "32M",
-           "CORRAL_PREWARM": "on" if mode == "prewarm" else "off",
-           "CORRAL_ZYGOTE": "on" if mode == "zygote" else "off"}
+           "CORRAL_PREWARM": "on" if "prewarm" in mode else "off",
+           "CORRAL_ZYGOTE": "on" if "zygote" in mode else "off"}
     try:
         w = Worker("python", slots=2, env=env, tmp=str(tmp))
     except RuntimeError as e:
@@ -47,11 +48,8 @@ def hw(request, tmp_path_factory):
     assert info["isolation"].startswith(level + ":"), info["isolation"]
     w.level = level
     w.rank = ORDER[level]
-    w.prewarm = mode == "prewarm"
-    if w.prewarm:
-        assert "accel=prewarm" in w.log(), w.log()
-    if mode == "zygote":
-        assert "accel=zygote" in w.log(), w.log()
+    w.prewarm = "prewarm" in mode
+    assert "accel=%s " % (mode if mode != "cold" else "none") in w.log(), w.log()
     args = w.proc.args
     w.uid_base = int(args[args.index("--uid-base") + 1]) if "--uid-base" in args else None
     yield w

@@ -28,7 +28,8 @@ def run(w, code, limits=None, **kw):
 
 def is_warm(pid):
     """A prewarmed sandbox's interpreter, waiting for its one invocation
-    (it runs as the slot uid between runs, by design), or that sandbox
+    (it runs as the slot uid between runs, by design; with the fork server
+    it is the server's child, zygote.py), or that sandbox
     being started: the stage process before its exec (still the
     processor's image) or warm.sh before it execs python3."""
     try:
@@ -40,7 +41,8 @@ def is_warm(pid):
         return False
     # comm, not /proc/PID/exe: the stage is not dumpable, so its exe link
     # may not be readable; comm is the processor's until the exec.
-    return ((argv[:3] == [b"python3", b"-B", b"--"] and argv[3].endswith(b"/runtime/warm.py"))
+    return ((argv[:3] == [b"python3", b"-B", b"--"] and
+             (argv[3].endswith(b"/runtime/warm.py") or argv[3].endswith(b"/runtime/zygote.py")))
             or (len(argv) > 1 and argv[1].endswith(b"/runtime/warm.sh"))
             or comm == "corral-processo")
 
