@@ -3,7 +3,8 @@
 
 For each mode — `cold` (every fast path off), `prewarm` (prewarmed
 one-shot sandboxes, `--prewarm on`) and `zygote` (the fork server,
-`--zygote on`, only for runtimes with a zygote.sh: python) — starts two
+`--zygote on`, only for runtimes with a zygote.sh: python; and
+`prewarm+zygote`, both on) — starts two
 workers per runtime and a
 gateway in front of them (when it is built), then for every runtime, mode
 and path — straight to a worker over nng, through the gateway with race 1,
@@ -26,7 +27,7 @@ by side with p50, p99 and the extra invocations the workers ran.
 
     /usr/bin/python3 bench/bench.py [--build build] [--seconds 5]
         [--runtimes bash,python,node,ruby,php,c] [--conns 1,8]
-        [--paths direct,race1,race2] [--modes cold,prewarm,zygote]
+        [--paths direct,race1,race2] [--modes cold,prewarm,zygote,prewarm+zygote]
         [--hedge on|off|only] [--hedge-mode prewarm|cold] [--slow-ms 300]
         [--slow-pct 10] [--hedge-seconds S]
 """
@@ -57,13 +58,14 @@ MODES = {
     "cold": ["--prewarm", "off"],
     "prewarm": ["--prewarm", "on"],
     "zygote": ["--zygote", "on"],
+    "prewarm+zygote": ["--prewarm", "on", "--zygote", "on"],
 }
 TICK = os.sysconf("SC_CLK_TCK")
 
 
 def has_mode(rt, mode):
     """zygote: only runtimes with a fork server (a worker refuses the rest)."""
-    return mode != "zygote" or (REPO / "runtimes" / rt / "zygote.sh").exists()
+    return "zygote" not in mode or (REPO / "runtimes" / rt / "zygote.sh").exists()
 
 
 def free_port():
@@ -236,7 +238,7 @@ def run_scenario(args, stack, rt, path, conns, progfile):
 def table(rows, idle):
     hdr = ("runtime", "mode", "path", "conns", "p50 ms", "p90 ms", "p99 ms", "runs/s", "busy",
            "err", "cpu ms/run", "proc RSS MB")
-    fmt = "%-7s %-8s %-7s %5s %8s %8s %8s %8s %5s %4s %10s %11s"
+    fmt = "%-7s %-14s %-7s %5s %8s %8s %8s %8s %5s %4s %10s %11s"
     lines = [fmt % hdr]
     for r in rows:
         lines.append(fmt % (r["runtime"], r["mode"], r["path"], r["conns"],
@@ -257,7 +259,7 @@ def table(rows, idle):
     for (rt, mode, path, conns), r in sorted(by.items()):
         c = by.get((rt, "cold", path, conns))
         if mode != "cold" and c and r["p50_us"] and c["rps"]:
-            lines.append("  %-7s %-8s %-7s c=%d: p50 %.2f -> %.2f ms (x%.1f lower), "
+            lines.append("  %-7s %-14s %-7s c=%d: p50 %.2f -> %.2f ms (x%.1f lower), "
                          "%.1f -> %.1f runs/s (x%.1f)" % (
                              rt, mode, path, conns, c["p50_us"] / 1000, r["p50_us"] / 1000,
                              c["p50_us"] / r["p50_us"], c["rps"], r["rps"], r["rps"] / c["rps"]))
@@ -266,7 +268,7 @@ def table(rows, idle):
     for (rt, mode, path, conns), r in sorted(by.items()):
         d = by.get((rt, mode, "direct", conns))
         if path != "direct" and d and d["p50_us"]:
-            lines.append("  %-7s %-8s %-7s c=%d: +%.2f ms" % (
+            lines.append("  %-7s %-14s %-7s c=%d: +%.2f ms" % (
                 rt, mode, path, conns, (r["p50_us"] - d["p50_us"]) / 1000))
     lines += targets(by, idle)
     return "\n".join(lines)
@@ -285,10 +287,10 @@ def targets(by, idle):
             ("python p50, gateway race 1, 1 conn: >= 8x lower", "python", "race1", 1, "p50", 8),
             ("python runs/s at 8 conns (gateway race 1): >= 5x", "python", "race1", 8, "rps", 5),
             ("node p50 at 1 conn (gateway race 1): >= 15x lower", "node", "race1", 1, "p50", 15)):
-        for mode in ("prewarm", "zygote"):
+        for mode in ("prewarm", "zygote", "prewarm+zygote"):
             v = ratio(rt, mode, path, conns, what)
             if v is not None or mode == "prewarm":
-                out.append("  %-52s %-8s %s" % (label, mode, "not measured" if v is None else
+                out.append("  %-52s %-14s %s" % (label, mode, "not measured" if v is None else
                                                 "x%.1f (%s)" % (v, "met" if v >= goal else "NOT met")))
     hops = [by[k]["p50_us"] - by[(k[0], k[1], "direct", k[3])]["p50_us"] for k in by
             if k[2] == "race1" and (k[0], k[1], "direct", k[3]) in by]
@@ -503,7 +505,7 @@ def main():
     ap.add_argument("--runtimes", default="bash,python,node,ruby,php,c")
     ap.add_argument("--conns", default="1,8")
     ap.add_argument("--paths", default="direct,race1,race2")
-    ap.add_argument("--modes", default="cold,prewarm,zygote")
+    ap.add_argument("--modes", default="cold,prewarm,zygote,prewarm+zygote")
     ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--json", type=pathlib.Path)
     ap.add_argument("--hedge", choices=("on", "off", "only"), default="on",
@@ -553,7 +555,7 @@ def main():
                                 continue
                             r = run_scenario(args, st, rt, path, conns, progfile)
                             rows.append(r)
-                            print("  %-7s %-8s %-7s c=%-2d p50 %.2f ms, %.1f runs/s" % (
+                            print("  %-7s %-14s %-7s c=%-2d p50 %.2f ms, %.1f runs/s" % (
                                 rt, m, path, conns, r["p50_us"] / 1000, r["rps"]), file=sys.stderr)
         finally:
             for st in stacks.values():
