@@ -477,8 +477,11 @@ static int zygote_send(const px_plan *p, int status_w)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
 	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
+	/* never blocks: a server that stopped reading fails this run (setup
+	 * error) instead of leaving a keeper deaf to stop requests */
 	ssize_t w;
-	while ((w = sendmsg(p->zygote_sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+	while ((w = sendmsg(p->zygote_sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 &&
+	       errno == EINTR)
 		;
 	int e = errno;
 	close(pidfd);
