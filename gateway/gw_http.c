@@ -15,6 +15,11 @@
  * 408), JSON (400 / 415), runtime (404), then the invocation (its own
  * statuses: 200, 400, 429, 502, 503, 504). Every request ends with one
  * log line and one count in /metrics.
+ *
+ * Body deadlines are kept by one sweeper (every SWEEP_MS) over a list of
+ * the calls still reading, not by a timer armed and cancelled per
+ * request: each of those costs nng thread hand-offs on the hot path of
+ * every invocation, for a deadline that almost never fires.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,8 +33,10 @@
 #include "log.h"
 
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/util/platform.h>
 
 enum { BODY_READING, BODY_DONE, BODY_TIMED_OUT };
+#define SWEEP_MS 100 /* granularity of --body-timeout-ms */
 
 typedef struct call call;
 typedef void (*route_fn)(call *c);
@@ -59,8 +66,10 @@ struct call {
 	bool continuing; /* writing "100 Continue" before reading the body */
 	atomic_int refs;
 	atomic_int body_state; /* BODY_* */
-	nng_aio *timer;        /* body deadline, then the 408's write */
-	bool timer_writing;
+	nng_aio *timer;        /* the 408's write, when the body was late */
+	int64_t body_deadline;
+	call *rprev, *rnext; /* on the reading list */
+	bool listed;
 	nng_http_res *res408;
 	gw_run run;
 	const char *runtime;
@@ -434,7 +443,48 @@ static void start_read(call *c)
 	nng_http_conn_read_all(c->conn, c->rx);
 }
 
-/* The body arrived (or the read failed, or the timer cancelled it). */
+/* ---- body deadlines: the calls still reading, and their sweeper ---------- */
+
+static nng_mtx *reading_mtx;
+static call *reading;
+static nng_aio *sweep_aio;
+
+static void list_reading(call *c)
+{
+	nng_mtx_lock(reading_mtx);
+	c->rprev = NULL;
+	c->rnext = reading;
+	if (reading)
+		reading->rprev = c;
+	reading = c;
+	c->listed = true;
+	nng_mtx_unlock(reading_mtx);
+}
+
+/* Under reading_mtx. */
+static void unlink_reading(call *c)
+{
+	if (c->rprev)
+		c->rprev->rnext = c->rnext;
+	else
+		reading = c->rnext;
+	if (c->rnext)
+		c->rnext->rprev = c->rprev;
+	c->listed = false;
+}
+
+/* True when c was still listed (then the list's reference is the caller's). */
+static bool unlist_reading(call *c)
+{
+	nng_mtx_lock(reading_mtx);
+	bool was = c->listed;
+	if (was)
+		unlink_reading(c);
+	nng_mtx_unlock(reading_mtx);
+	return was;
+}
+
+/* The body arrived (or the read failed, or the sweeper cancelled it). */
 static void body_done(void *arg)
 {
 	call *c = arg;
@@ -446,14 +496,15 @@ static void body_done(void *arg)
 	}
 	int expect = BODY_READING;
 	if (!atomic_compare_exchange_strong(&c->body_state, &expect, BODY_DONE)) {
-		/* the timer has answered 408 and cancelled the read */
+		/* the sweeper has answered 408 and cancelled the read */
 		gw_metric_http(c->route->name, 408);
 		log_line(c, 408, "error=body_timeout");
 		nng_aio_finish(c->aio, NNG_ETIMEDOUT); /* nng closes the connection */
 		call_unref(c);
 		return;
 	}
-	nng_aio_cancel(c->timer);
+	if (unlist_reading(c))
+		call_unref(c); /* the list's reference */
 	if (rv != 0) {
 		log_line(c, 0, "error=body_read_failed");
 		nng_aio_finish(c->aio, rv);
@@ -463,19 +514,21 @@ static void body_done(void *arg)
 	c->route->fn(c);
 }
 
-/* A read cannot be abandoned without nng closing the connection, so on
- * the deadline the 408 is written first, then the read is cancelled. */
-static void body_timer(void *arg)
+/* The 408 is out (or failed): stop the read, which ends the call. */
+static void body_408_written(void *arg)
 {
 	call *c = arg;
-	int rv = nng_aio_result(c->timer);
-	if (c->timer_writing) { /* the 408 is out (or failed): stop the read */
-		nng_aio_cancel(c->rx);
-		call_unref(c);
-		return;
-	}
+	nng_aio_cancel(c->rx);
+	call_unref(c);
+}
+
+/* The sweeper found c past its deadline (c is off the list; its
+ * reference is ours). A read cannot be abandoned without nng closing the
+ * connection, so the 408 is written first, then the read is cancelled. */
+static void body_late(call *c)
+{
 	int expect = BODY_READING;
-	if (rv != 0 || !atomic_compare_exchange_strong(&c->body_state, &expect, BODY_TIMED_OUT)) {
+	if (!atomic_compare_exchange_strong(&c->body_state, &expect, BODY_TIMED_OUT)) {
 		call_unref(c);
 		return;
 	}
@@ -485,7 +538,8 @@ static void body_timer(void *arg)
 	json_t *j = gw_json_error("body_timeout", msg);
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
-	if (!s || nng_http_res_alloc(&c->res408) != 0) {
+	if (!s || nng_aio_alloc(&c->timer, body_408_written, c) != 0 ||
+	    nng_http_res_alloc(&c->res408) != 0) {
 		free(s);
 		nng_aio_cancel(c->rx);
 		call_unref(c);
@@ -498,9 +552,33 @@ static void body_timer(void *arg)
 		nng_http_res_set_header(c->res408, "Access-Control-Allow-Origin", c->cors_origin);
 	nng_http_res_copy_data(c->res408, s, strlen(s));
 	free(s);
-	c->timer_writing = true;
 	nng_aio_set_timeout(c->timer, 2000);
 	nng_http_conn_write_res(c->conn, c->res408, c->timer);
+}
+
+static void sweep(void *arg)
+{
+	(void)arg;
+	if (nng_aio_result(sweep_aio) != 0)
+		return; /* stopped */
+	int64_t now = gw_now_ms();
+	call *late = NULL;
+	nng_mtx_lock(reading_mtx);
+	for (call *c = reading, *next; c; c = next) {
+		next = c->rnext;
+		if (c->body_deadline <= now) {
+			unlink_reading(c);
+			c->rnext = late; /* off the list: rnext is free for this */
+			late = c;
+		}
+	}
+	nng_mtx_unlock(reading_mtx);
+	while (late) {
+		call *c = late;
+		late = c->rnext;
+		body_late(c);
+	}
+	nng_sleep_aio(SWEEP_MS, sweep_aio);
 }
 
 /* Reads the body under --body-timeout-ms; a client that sent "Expect:
@@ -508,15 +586,15 @@ static void body_timer(void *arg)
  * else it would wait a second before sending. */
 static void read_body(call *c, size_t len)
 {
-	if (!(c->body = malloc(len + 1)) || nng_aio_alloc(&c->rx, body_done, c) != 0 ||
-	    nng_aio_alloc(&c->timer, body_timer, c) != 0) {
+	if (!(c->body = malloc(len + 1)) || nng_aio_alloc(&c->rx, body_done, c) != 0) {
 		c->close = true;
 		respond_error(c, 503, "out_of_memory", "the gateway is out of memory", 1);
 		return;
 	}
 	c->body_len = len;
-	atomic_fetch_add(&c->refs, 1);
-	nng_sleep_aio(gw_cfg.body_timeout_ms, c->timer);
+	atomic_fetch_add(&c->refs, 1); /* the reading list's */
+	c->body_deadline = gw_now_ms() + gw_cfg.body_timeout_ms;
+	list_reading(c);
 	const char *expect = nng_http_req_get_header(c->req, "Expect");
 	if (expect && !strcasecmp(expect, "100-continue")) {
 		nng_iov iov = { .iov_buf = (void *)continue_line, .iov_len = sizeof(continue_line) - 1 };
@@ -713,6 +791,12 @@ int gw_http_start(void)
 {
 	if (load_keys() < 0)
 		return -1;
+	int rv;
+	if ((rv = nng_mtx_alloc(&reading_mtx)) != 0 || (rv = nng_aio_alloc(&sweep_aio, sweep, NULL)) != 0) {
+		cr_log("error", "cannot start", "error=\"%s\"", nng_strerror(rv));
+		return -1;
+	}
+	nng_sleep_aio(SWEEP_MS, sweep_aio);
 	for (size_t i = 0; i < gw_cfg.nlisten; i++)
 		if (listen_one(gw_cfg.listen[i]) < 0)
 			return -1;
@@ -725,4 +809,6 @@ void gw_http_stop(void)
 		nng_http_server_stop(servers[i]);
 		nng_http_server_release(servers[i]);
 	}
+	if (sweep_aio)
+		nng_aio_stop(sweep_aio); /* calls still listed die with the process */
 }
