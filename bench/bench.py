@@ -29,7 +29,9 @@ by side with p50, p99 and the extra invocations the workers ran.
         [--runtimes bash,python,node,ruby,php,c] [--conns 1,8]
         [--paths direct,race1,race2] [--modes cold,prewarm,zygote,prewarm+zygote]
         [--hedge on|off|only] [--hedge-mode prewarm|cold] [--slow-ms 300]
-        [--slow-pct 10] [--hedge-seconds S]
+        [--slow-pct 10] [--hedge-seconds S] [--hop-reps 7]
+
+Last, the gateway hop apart from the noise (see "the gateway hop" below).
 """
 import argparse
 import json
@@ -498,6 +500,64 @@ def hedge_table(rows, mode, slow_ms, slow_pct):
     return lines
 
 
+# ---- the gateway hop (issue 6: <= 300 us at p50) ----------------------------
+#
+# What the gateway adds, apart from the milliseconds of noise a sandbox
+# brings on a shared machine: a stand-in worker (corral-bench --serve,
+# which answers every run at once) is called directly over nng and
+# through a gateway in front of it (race 1), alternately, --hop-reps
+# times; the medians of the p50s and of their differences are reported.
+
+
+def hop_bench(args, tmp):
+    url = "tcp://127.0.0.1:%d" % free_port()
+    gw_url = "http://127.0.0.1:%d" % free_port()
+    prog = os.path.join(tmp, "hop-main.sh")
+    with open(prog, "w") as f:
+        f.write(PROGRAMS["bash"][1])
+    procs = []
+    try:
+        with open(os.path.join(tmp, "hop.log"), "ab") as log:
+            procs.append(start([str(args.build / "corral-bench"), "--serve", url, "--runtime", "bash"],
+                               "stand-in worker", log))
+            procs.append(start([str(args.build / "corral-gateway"), "--listen", gw_url,
+                                "--workers", "bash=" + url], "hop gateway", log))
+        time.sleep(1.0)  # first health check
+        reps = []
+        for _ in range(args.hop_reps):
+            pair = []
+            for target, extra in ((url, []), (gw_url + "/v1/run", ["--runtime", "bash", "--race", "1"])):
+                out = subprocess.run([str(args.build / "corral-bench"), "--target", target,
+                                      "--file", "main.sh=" + prog, "--conns", "1",
+                                      "--duration-ms", "1000", "--warmup", "20"] + extra,
+                                     capture_output=True, text=True)
+                r = json.loads(out.stdout) if out.returncode == 0 else None
+                if not r or r["errors"] or not r["good"]:
+                    raise SystemExit("bench: hop run against %s failed: %s %s" % (
+                        target, out.stderr, r and r.get("last_error")))
+                pair.append(r["p50_us"])
+            reps.append(pair)
+            print("  hop     direct p50 %d us, gateway p50 %d us" % tuple(pair), file=sys.stderr)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    return {"reps": reps, "direct_p50_us": med([d for d, _ in reps]),
+            "gateway_p50_us": med([g for _, g in reps]), "hop_us": med([g - d for d, g in reps])}
+
+
+def hop_table(h):
+    return ["", "gateway hop, stand-in worker (answers at once), 1 conn, %d alternating reps:" % len(h["reps"]),
+            "  median p50: direct %d us, through the gateway (race 1) %d us; median hop %d us "
+            "(target <= 300 us: %s)" % (h["direct_p50_us"], h["gateway_p50_us"], h["hop_us"],
+                                        "met" if h["hop_us"] <= 300 else "NOT met")]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", type=pathlib.Path, default=REPO / "build")
@@ -515,6 +575,8 @@ def main():
     ap.add_argument("--slow-ms", type=int, default=300, help="hedging: the slow worker's delay")
     ap.add_argument("--slow-pct", type=int, default=10, help="hedging: %% of its runs it is slow on")
     ap.add_argument("--hedge-seconds", type=float, help="hedging: seconds per scenario (2x --seconds)")
+    ap.add_argument("--hop-reps", type=int, default=7,
+                    help="gateway hop against a stand-in worker: repetitions (0: skip)")
     args = ap.parse_args()
     args.build = args.build.resolve()
     runtimes = [r for r in args.runtimes.split(",") if r]
@@ -529,7 +591,7 @@ def main():
     hedge = args.hedge != "off" and (args.build / "corral-gateway").exists()
     if args.hedge == "only":
         runtimes, modes = [], []
-    stacks, rows, idle, hedge_rows = {}, [], {}, []
+    stacks, rows, idle, hedge_rows, hop = {}, [], {}, [], None
     with tempfile.TemporaryDirectory(prefix="corral-bench.") as tmp:
         os.chmod(tmp, 0o755)
         try:
@@ -562,15 +624,19 @@ def main():
                 st.stop()
         if hedge:
             hedge_rows = hedge_bench(args, tmp)
+        if args.hop_reps > 0 and (args.build / "corral-gateway").exists():
+            hop = hop_bench(args, tmp)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nproc": os.cpu_count(),
               "load_before": os.getloadavg()[0], "idle_rss": idle, "rows": rows,
-              "hedge": hedge_rows}
+              "hedge": hedge_rows, "hop": hop}
     out = args.json or (args.build / "bench.json")
     out.write_text(json.dumps(report, indent=1))
     if rows:
         print(table(rows, idle))
     if hedge_rows:
         print("\n".join(hedge_table(hedge_rows, args.hedge_mode, args.slow_ms, args.slow_pct)))
+    if hop:
+        print("\n".join(hop_table(hop)))
     print("json: %s" % out)
 
 
