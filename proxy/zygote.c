@@ -154,6 +154,14 @@ int px_zygote_init(char *err, size_t errlen)
 		return -1;
 	}
 	const px_sandbox *sb = px_sandbox_for(0);
+	if (sb->userns) {
+		/* the server's child joins the keeper's namespaces through its
+		 * pidfd, which needs ptrace rights over the keeper: not dumpable
+		 * (it must not be), only root has them */
+		snprintf(err, errlen, "--zygote on needs root (namespaces through a user "
+		         "namespace: the keeper's namespaces cannot be joined)");
+		return -1;
+	}
 	if (sb->seccomp) {
 		zy.bpf = memfd_with("corral-seccomp", sb->prog.filter,
 		                    sb->prog.len * sizeof(struct sock_filter));

@@ -305,3 +305,25 @@ def test_runtime_without_zygote_refused(tmp_path):
 def test_info_says_zygote(zworker):
     w = zworker()
     assert w.call({"v": 1, "op": "info"})["accel"] == w.mode
+
+
+def test_unprivileged_refused():
+    """Without root (namespaces through a user namespace) the keeper's
+    namespaces cannot be joined: the worker refuses to start, saying so."""
+    import shutil
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to run the worker as another user")
+    d = tempfile.mkdtemp(prefix="corral-zygote-nobody.")
+    try:
+        os.chmod(d, 0o777)
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            processor(), "--runtime-dir", str(RUNTIMES / "python"),
+                            "--state-dir", d + "/state", "--isolation", "namespaces",
+                            "--listen", "ipc://%s/w" % d] + list(ON),
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    if "--zygote" not in p.stderr and "isolation" in p.stderr:
+        pytest.skip("level namespaces is not available without root here: " + p.stderr)
+    assert p.returncode != 0 and "--zygote on needs root" in p.stderr, p
