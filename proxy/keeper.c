@@ -449,16 +449,41 @@ typedef struct zy_status {
 	int64_t cpu_us, maxrss_kb;
 } zy_status;
 
-/* Hands our namespaces (a pidfd of ourselves), the stage's fds, its
- * cgroups, the filter and the spec to the fork server. */
+/* Opens our namespaces, in the order they must be joined (the user
+ * namespace first, when we have one): fds of /proc/self/ns, not a pidfd,
+ * since setns on a pidfd needs ptrace rights over us (we are not
+ * dumpable) which only root has. Returns how many, -1 (errno). */
+static int open_namespaces(const px_plan *p, int *fds)
+{
+	static const char *const ns[] = { "/proc/self/ns/user", "/proc/self/ns/mnt",
+		"/proc/self/ns/pid", "/proc/self/ns/net", "/proc/self/ns/ipc", "/proc/self/ns/uts" };
+	int n = 0;
+	for (int i = p->sb->userns ? 0 : 1; i < 6; i++) {
+		fds[n] = open(ns[i], O_RDONLY | O_CLOEXEC);
+		if (fds[n] < 0) {
+			int e = errno;
+			while (n > 0)
+				close(fds[--n]);
+			errno = e;
+			return -1;
+		}
+		n++;
+	}
+	return n;
+}
+
+/* Hands our namespaces, the stage's fds, its cgroups, the filter and the
+ * spec to the fork server. */
 static int zygote_send(const px_plan *p, int status_w)
 {
-	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-	if (pidfd < 0)
+	int fds[24];
+	int nns = open_namespaces(p, fds);
+	if (nns < 0)
 		return -1;
-	int fds[16] = { pidfd, p->stdin_fd, p->stdout_fd, p->stderr_fd, status_w,
-	                p->zygote_spec };
-	int n = 6;
+	int n = nns;
+	int base[] = { p->stdin_fd, p->stdout_fd, p->stderr_fd, status_w, p->zygote_spec };
+	for (int i = 0; i < 5; i++)
+		fds[n++] = base[i];
 	if (p->zygote_bpf >= 0)
 		fds[n++] = p->zygote_bpf;
 	int ncg = p->cg ? p->cg->njoin : 0;
@@ -466,7 +491,7 @@ static int zygote_send(const px_plan *p, int status_w)
 		fds[n++] = p->cg->join_fd[i];
 	if (p->warm_fd >= 0) /* prewarmed: the run's fd 3, the handoff comes there */
 		fds[n++] = p->warm_fd;
-	char hdr[4] = { 'Z', p->zygote_bpf >= 0, (char)ncg, p->warm_fd >= 0 };
+	char hdr[5] = { 'Z', p->zygote_bpf >= 0, (char)ncg, p->warm_fd >= 0, (char)nns };
 	struct iovec iov = { hdr, sizeof hdr };
 	union { char buf[CMSG_SPACE(sizeof fds)]; struct cmsghdr align; } u;
 	memset(&u, 0, sizeof u);
@@ -484,7 +509,8 @@ static int zygote_send(const px_plan *p, int status_w)
 	       errno == EINTR)
 		;
 	int e = errno;
-	close(pidfd);
+	for (int i = 0; i < nns; i++)
+		close(fds[i]);
 	errno = e;
 	return w == (ssize_t)sizeof hdr ? 0 : -1;
 }

@@ -9,10 +9,11 @@
  * The sandbox is not the zygote's business: a zygote run is a cold run
  * (stage.c, keeper.c) whose keeper, once it has built the namespaces and
  * the new root, does not fork a stage process that execs runtime.sh but
- * sends the server its own pidfd, the stage's pipes, the cgroup.procs fds,
+ * sends the server its namespaces (/proc/self/ns fds), the stage's pipes,
+ * the cgroup.procs fds,
  * the seccomp program and the run's spec (a memfd made here: uid, gid,
  * rlimits, work dir, entry, args, environment). The server forks; its
- * child joins the keeper's namespaces (setns on the pidfd) and forks the
+ * child joins the keeper's namespaces (setns) and forks the
  * stage, which applies the rest in stage_main's order before any user code
  * and reports through a pipe the keeper waits on. Kill, reap and limits
  * stay the keeper's and the slot thread's, exactly as for a cold run.
@@ -22,7 +23,7 @@
  * more fd: the child enters the sandbox and waits for the handoff on its
  * fd 3 as warm.py does; limits are then lowered by warm.c as for warm.sh.
  *
- * The server only ever reads a 4-byte header and fds: no invocation's
+ * The server only ever reads a 5-byte header and fds: no invocation's
  * data enters the memory the next child is forked from. Only runtimes
  * without compile.sh, and only at the namespace levels (the stage must be
  * in the keeper's pid namespace so that kill(-1) and the subreaper catch
@@ -154,14 +155,6 @@ int px_zygote_init(char *err, size_t errlen)
 		return -1;
 	}
 	const px_sandbox *sb = px_sandbox_for(0);
-	if (sb->userns) {
-		/* the server's child joins the keeper's namespaces through its
-		 * pidfd, which needs ptrace rights over the keeper: not dumpable
-		 * (it must not be), only root has them */
-		snprintf(err, errlen, "--zygote on needs root (namespaces through a user "
-		         "namespace: the keeper's namespaces cannot be joined)");
-		return -1;
-	}
 	if (sb->seccomp) {
 		zy.bpf = memfd_with("corral-seccomp", sb->prog.filter,
 		                    sb->prog.len * sizeof(struct sock_filter));

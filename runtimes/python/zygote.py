@@ -4,24 +4,26 @@ One per worker, started by the proxy (proxy/zygote.c) through zygote.sh
 with fd 3 a SOCK_SEQPACKET socket to the worker. It starts the
 interpreter once, says "ready", then for each message it receives forks a
 runner (C1) and goes back to waiting. It never parses an invocation: a
-message is 4 bytes and fds, so nothing of one invocation is ever in the
+message is 5 bytes and fds, so nothing of one invocation is ever in the
 memory the next one's child starts from.
 
 The message comes from the invocation's keeper (proxy/keeper.c), once the
-sandbox is built: header b"Z" <has_bpf> <ncgroup> <has_warm> and the fds
+sandbox is built: header b"Z" <has_bpf> <ncgroup> <has_warm> <nns> and
+the fds
 
-    pidfd of the keeper, stdin, stdout, stderr, status (write end),
-    spec (memfd), [seccomp BPF (memfd)], [cgroup.procs of each hierarchy],
-    [the warm socket]
+    the keeper's namespaces (nns of /proc/self/ns: [user], mnt, pid, net,
+    ipc, uts), stdin, stdout, stderr, status (write end), spec (memfd),
+    [seccomp BPF (memfd)], [cgroup.procs of each hierarchy], [the warm
+    socket]
 
 With the warm socket (--prewarm on too: a prewarmed sandbox), the spec
 has no invocation: the child becomes the run's fd 3 and, once in its
 sandbox, waits there for the handoff as warm.py does (docs/runtimes.md,
 "warm").
 
-C1 (root, outside the sandbox) reads the spec, joins the keeper's
-namespaces with one setns() on its pidfd (pid, mount, net, ipc, uts, and
-user when the keeper has one), forks the stage (C2), waits for it and
+C1 (the worker's uid, outside the sandbox) reads the spec, joins the
+keeper's namespaces, one setns() each in the order given (the user
+namespace first when there is one), forks the stage (C2), waits for it and
 writes its wait status and rusage to the status fd: struct "=iiiiqq"
 (kind 0 = ended with status a; kind 1 = setup step a failed with errno b;
 then cpu_us, maxrss_kb). C2 is in the keeper's pid namespace, so the
@@ -176,16 +178,18 @@ def report(fd, kind, a, b, cpu_us=0, maxrss=0):
         pass  # the keeper is gone: it killed everything already
 
 
-def runner(hdr, fds):
+def runner(hdr, allfds):
     """C1: never returns."""
-    status = fds[4]
+    has_bpf, ncg, has_warm, nns = hdr[1], hdr[2], hdr[3], hdr[4]
+    nsfds, fds = allfds[:nns], allfds[nns:]  # fds: stdin, stdout, stderr, status, spec...
+    status = fds[3]
     try:
-        has_bpf, ncg, has_warm = hdr[1], hdr[2], hdr[3]
-        spec = parse_spec(read_all(fds[5]))
-        bpf = read_all(fds[6]) if has_bpf else None
-        cgfds = fds[6 + has_bpf:6 + has_bpf + ncg]
-        warmfd = fds[6 + has_bpf + ncg] if has_warm else None
-        check(libc.setns(fds[0], spec["nsflags"]), STEP_SANDBOX)
+        spec = parse_spec(read_all(fds[4]))
+        bpf = read_all(fds[5]) if has_bpf else None
+        cgfds = fds[5 + has_bpf:5 + has_bpf + ncg]
+        warmfd = fds[5 + has_bpf + ncg] if has_warm else None
+        for fd in nsfds:
+            check(libc.setns(fd, 0), STEP_SANDBOX)
     except StepFailed as e:
         report(status, 1, e.step, e.err)
         os._exit(0)
@@ -200,7 +204,7 @@ def runner(hdr, fds):
             os.close(status)
             if warmfd is not None and failw == 3:  # 3 is the warm socket's place
                 failw = os.dup(failw)
-            enter(spec, fds[1:4], bpf, cgfds, failw, warmfd)
+            enter(spec, fds[0:3], bpf, cgfds, failw, warmfd)
         except StepFailed as e:
             os.write(failw, struct.pack("=ii", e.step, e.err))
             os._exit(127)
@@ -212,7 +216,7 @@ def runner(hdr, fds):
             warm.main()  # "ready" on fd 3, the handoff, the run
         warm.run(spec["entry"], spec["args"], spec["env"])
     os.close(failw)
-    for fd in fds:
+    for fd in allfds:
         if fd != status:
             os.close(fd)
     _, st, ru = os.wait4(pid, 0)
@@ -228,7 +232,7 @@ def runner(hdr, fds):
 def serve(sock):
     while True:
         try:
-            msg, anc, _, _ = sock.recvmsg(16, socket.CMSG_SPACE(16 * 4))
+            msg, anc, _, _ = sock.recvmsg(16, socket.CMSG_SPACE(32 * 4))
         except InterruptedError:
             continue
         if not msg:
@@ -237,7 +241,7 @@ def serve(sock):
         for level, kind, data in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += struct.unpack("%di" % (len(data) // 4), data[:len(data) // 4 * 4])
-        if len(msg) == 4 and msg[0:1] == b"Z" and len(fds) == 6 + msg[1] + msg[2] + msg[3]:
+        if len(msg) == 5 and msg[0:1] == b"Z" and len(fds) == 5 + sum(msg[1:5]):
             if os.fork() == 0:
                 sock.close()
                 runner(msg, fds)
