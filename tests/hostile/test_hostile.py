@@ -43,8 +43,8 @@ def is_warm(pid):
     # may not be readable; comm is the processor's until the exec.
     return ((argv[:3] == [b"python3", b"-B", b"--"] and
              (argv[3].endswith(b"/runtime/warm.py") or argv[3].endswith(b"/runtime/zygote.py")))
-            or (len(argv) > 1 and argv[1].endswith(b"/runtime/warm.sh"))
-            or comm == "corral-processo")
+            or any(a.endswith(b"/runtime/warm.sh") for a in argv[:2])
+            or comm in ("corral-processo", "warm.sh"))
 
 
 def slot_processes(w):
