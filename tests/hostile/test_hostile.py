@@ -47,9 +47,21 @@ def is_warm(pid):
             or comm in ("corral-processo", "warm.sh"))
 
 
-def slot_processes(w):
-    """Processes of the worker's slot uids (root), else of our marker; a
-    prewarm worker's waiting sandboxes (one per slot at most) left out."""
+def slot_processes(w, settle_s=1.0):
+    """Processes of the worker's slot uids (root); a prewarm worker's
+    waiting sandboxes (one per slot at most) left out. A sandbox being
+    started or replaced while we look (it execs into its interpreter or
+    goes away within moments) is not a leftover: what remains after
+    settle_s is."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        found = slot_processes_now(w)
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
+
+
+def slot_processes_now(w):
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
