@@ -174,9 +174,10 @@ void cr_pack_limits(msgpack_packer *pk, const cr_limits *l); /* a map */
 
 /* The value under key in a msgpack map, or NULL. */
 const msgpack_object *cr_obj_get(const msgpack_object *map, const char *key);
-/* str or bin as pointer+length; false when o is neither. */
+/* str or bin as pointer+length; false when o is neither, or NULL (so
+ * cr_obj_bytes(cr_obj_get(m, "k"), ...) is safe for an absent key). */
 bool cr_obj_bytes(const msgpack_object *o, const char **p, size_t *n);
-/* integer (positive or negative) into *v; false otherwise. */
+/* integer (positive or negative) into *v; false otherwise (NULL too). */
 bool cr_obj_int(const msgpack_object *o, int64_t *v);
 /* true iff o is a str or bin equal to s. */
 bool cr_obj_eq(const msgpack_object *o, const char *s);
