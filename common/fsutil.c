@@ -11,20 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int rm_at(int dfd, const char *name, int depth)
+static int rm_at(int dfd, const char *name, int depth);
+
+/* Removes everything in the open folder fd (which it closes). */
+static int rm_children(int fd, int depth)
 {
-	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -1;
-	if (depth > 256) {
-		errno = ELOOP;
-		return -1;
-	}
-	fchmodat(dfd, name, 0700, 0);
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
 	DIR *d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -39,6 +30,24 @@ static int rm_at(int dfd, const char *name, int depth)
 			rc = -1;
 	}
 	closedir(d);
+	return rc;
+}
+
+static int rm_at(int dfd, const char *name, int depth)
+{
+	if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -1;
+	if (depth > 256) {
+		errno = ELOOP;
+		return -1;
+	}
+	fchmodat(dfd, name, 0700, 0);
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = rm_children(fd, depth);
 	if (unlinkat(dfd, name, AT_REMOVEDIR) && errno != ENOENT)
 		rc = -1;
 	return rc;
@@ -51,21 +60,7 @@ int cr_emptydir(const char *path)
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -1;
-	}
-	int rc = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		if (rm_at(fd, e->d_name, 1))
-			rc = -1;
-	}
-	closedir(d);
-	return rc;
+	return rm_children(fd, 0);
 }
 
 static int copy_file(int sfd, int dfd, const char *name, mode_t mode)
