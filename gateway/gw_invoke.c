@@ -159,6 +159,24 @@ static void finish(gw_invocation *inv, int status, const char *code, const char 
 static void send_cancel(attempt *a);
 static void disarm(gw_invocation *inv, bool hedge, bool queue);
 
+
+/* Takes a queued invocation out of its runtime's wait queue. */
+static void queue_unlink(gw_invocation *inv)
+{
+	gw_runtime *rt = inv->rt;
+	gw_invocation **pp = &rt->qhead, *prev = NULL;
+	while (*pp && *pp != inv) {
+		prev = *pp;
+		pp = &(*pp)->qnext;
+	}
+	if (*pp) {
+		*pp = inv->qnext;
+		if (rt->qtail == inv)
+			rt->qtail = prev;
+		rt->nqueued--;
+	}
+	inv->queued = false;
+}
 static void finish(gw_invocation *inv, int status, const char *code, const char *fmt, ...)
 {
 	if (inv->finished)
@@ -173,21 +191,8 @@ static void finish(gw_invocation *inv, int status, const char *code, const char 
 		vsnprintf(inv->res.message, sizeof(inv->res.message), fmt, ap);
 		va_end(ap);
 	}
-	if (inv->queued) { /* cannot be: callers unlink first; be safe */
-		gw_runtime *rt = inv->rt;
-		gw_invocation **pp = &rt->qhead, *prev = NULL;
-		while (*pp && *pp != inv) {
-			prev = *pp;
-			pp = &(*pp)->qnext;
-		}
-		if (*pp) {
-			*pp = inv->qnext;
-			if (rt->qtail == inv)
-				rt->qtail = prev;
-			rt->nqueued--;
-		}
-		inv->queued = false;
-	}
+	if (inv->queued) /* cannot be: callers unlink first; be safe */
+		queue_unlink(inv);
 	for (int i = 0; i < inv->natt; i++)
 		if (inv->att[i].live && &inv->att[i] != inv->winner)
 			send_cancel(&inv->att[i]);
@@ -563,19 +568,7 @@ static void timer_cb(void *arg)
 				attempt_start(inv, w[0]);
 			}
 		} else if (!t->hedge && t->gen == inv->qgen && inv->queued) {
-			gw_runtime *rt = inv->rt;
-			gw_invocation **pp = &rt->qhead, *prev = NULL;
-			while (*pp && *pp != inv) {
-				prev = *pp;
-				pp = &(*pp)->qnext;
-			}
-			if (*pp) {
-				*pp = inv->qnext;
-				if (rt->qtail == inv)
-					rt->qtail = prev;
-				rt->nqueued--;
-			}
-			inv->queued = false;
+			queue_unlink(inv);
 			inv->queued_ms += gw_now_ms() - inv->qstart;
 			gw_metric_inc(GW_M_REJECTED);
 			inv->res.retry_after = 1;
@@ -584,7 +577,7 @@ static void timer_cb(void *arg)
 				       (long long)inv->queued_ms);
 			else
 				finish(inv, 503, "overloaded",
-				       "every %s worker stayed busy for %lld ms; retry later", rt->name,
+				       "every %s worker stayed busy for %lld ms; retry later", inv->rt->name,
 				       (long long)inv->queued_ms);
 		}
 	}
