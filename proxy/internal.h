@@ -3,6 +3,7 @@
  *
  *   workdir.c  the private work dir of an invocation: made, filled, removed
  *   cgroup.c   cgroup v1/v2 detection, one fresh cgroup per stage run
+ *   forker.c   a small single-threaded process that forks the keepers
  *   keeper.c   the keeper process and the stage process it starts; code
  *              that runs after fork() in a threaded program, so it uses
  *              only async-signal-safe calls and data prepared beforehand
@@ -142,14 +143,25 @@ typedef struct px_report {
 	int leftovers;     /* processes still found after the end (killed) */
 } px_report;
 
-/* Forks the keeper; returns its pid or -1 (errno). In the parent only. */
+/* Starts the keeper (through the forker when it runs); returns its pid,
+ * a child of ours, or -1 (errno). In the parent only. */
 pid_t px_keeper_start(const px_plan *plan);
+/* Clones the keeper from this process with these extra clone flags;
+ * parent is the keeper's parent's pid. */
+pid_t px_keeper_clone(const px_plan *plan, pid_t parent, unsigned long flags);
 const char *px_step_name(int step);
 
 /* Keeps only the given fds open (async-signal-safe). */
 void px_close_except(const int *keep, int n);
 
-/* ---- proxy.c ------------------------------------------------------------ */
+/* ---- forker.c ----------------------------------------------------------- */
+
+/* Forks the forker (while we are one thread); -1 with err. */
+int px_forker_start(char *err, size_t errlen);
+void px_forker_stop(void);
+/* The keeper of this plan, made by the forker: its pid, or -1 (errno)
+ * when there is no forker or it failed (the caller forks it itself). */
+pid_t px_forker_keeper(const px_plan *p);
 
 /* ---- warm.c ---------------------------------------------------------------- */
 

@@ -658,10 +658,22 @@ static void keeper_main(const px_plan *p, pid_t parent)
 	_exit(n == sizeof k.r ? 0 : 6);
 }
 
+pid_t px_keeper_clone(const px_plan *plan, pid_t parent, unsigned long flags)
+{
+	flags |= SIGCHLD | (plan->sb ? px_sandbox_ns_flags(plan->sb) : 0);
+	pid_t pid = (pid_t)syscall(SYS_clone, flags, 0, NULL, NULL, 0);
+	if (pid == 0)
+		keeper_main(plan, parent);
+	return pid;
+}
+
 pid_t px_keeper_start(const px_plan *plan)
 {
+	pid_t pid = px_forker_keeper(plan); /* forker.c: why */
+	if (pid > 0)
+		return pid;
 	pid_t parent = getpid();
-	pid_t pid = plan->sb ? px_sandbox_clone(plan->sb) : fork();
+	pid = plan->sb ? px_sandbox_clone(plan->sb) : fork();
 	if (pid == 0)
 		keeper_main(plan, parent);
 	return pid;

@@ -334,6 +334,10 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	px_sandbox_describe(mech, sizeof mech);
+	if (px_forker_start(err, errlen) < 0) { /* before any thread: forker.c */
+		px_fini();
+		return -1;
+	}
 	px_warm_init();
 	int level = px_sandbox_level();
 	snprintf(px_w.isolation, sizeof px_w.isolation, "%s: %s", px_level_name(level), mech);
@@ -353,6 +357,7 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 void px_fini(void)
 {
 	px_zygote_fini();
+	px_forker_stop();
 	for (int i = 0; i < px_w.nslots; i++)
 		px_warm_discard(&px_w.slots[i]);
 	px_sandbox_fini();

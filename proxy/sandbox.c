@@ -442,12 +442,16 @@ static int build_root(const px_sandbox *sb, const px_plan *p)
 
 /* ---- keeper and stage hooks ---------------------------------------------- */
 
+unsigned long px_sandbox_ns_flags(const px_sandbox *sb)
+{
+	return sb->namespaces ? NS_FLAGS | (sb->userns ? CLONE_NEWUSER : 0) : 0;
+}
+
 pid_t px_sandbox_clone(const px_sandbox *sb)
 {
 	if (!sb->namespaces)
 		return fork();
-	unsigned long flags = SIGCHLD | NS_FLAGS | (sb->userns ? CLONE_NEWUSER : 0);
-	return (pid_t)syscall(SYS_clone, flags, 0, NULL, NULL, 0);
+	return (pid_t)syscall(SYS_clone, SIGCHLD | px_sandbox_ns_flags(sb), 0, NULL, NULL, 0);
 }
 
 int px_sandbox_keeper(const px_sandbox *sb, const px_plan *p)

@@ -49,6 +49,8 @@ const px_sandbox *px_sandbox_for(int slot);
 
 /* Creates the keeper in its new namespaces (fork semantics). */
 pid_t px_sandbox_clone(const px_sandbox *sb);
+/* The clone flags of its namespaces (0: none). */
+unsigned long px_sandbox_ns_flags(const px_sandbox *sb);
 /* In the keeper, before the stage is forked: the user namespace's maps,
  * the new root (then pivot_root), hostname, lo up. 0 or -1 (errno). */
 int px_sandbox_keeper(const px_sandbox *sb, const px_plan *p);
