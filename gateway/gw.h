@@ -108,6 +108,7 @@ char *gw_metrics_render(size_t *len); /* malloc'd Prometheus text */
 typedef struct gw_runtime gw_runtime;
 typedef struct gw_worker gw_worker;
 typedef struct gw_invocation gw_invocation;
+typedef struct gw_lane gw_lane;
 
 #define GW_HIST_N 14
 extern const double gw_hist_bounds[GW_HIST_N]; /* seconds */
@@ -151,6 +152,7 @@ struct gw_worker {
 	int64_t last_ok_ms;
 	uint64_t last_pick; /* gw_pool_pick's round robin */
 	uint64_t served, failures;
+	gw_lane *lanes; /* gw_invoke.c's: open REQ contexts not in use */
 	gw_worker *next;
 };
 

@@ -19,7 +19,9 @@
  * Body deadlines are kept by one sweeper (every SWEEP_MS) over a list of
  * the calls still reading, not by a timer armed and cancelled per
  * request: each of those costs nng thread hand-offs on the hot path of
- * every invocation, for a deadline that almost never fires.
+ * every invocation, for a deadline that almost never fires. For the same
+ * reason finished calls are kept for reuse (up to SPARE_MAX) with their
+ * body-read aio: freeing an aio wakes nng's reaper thread.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,6 +39,7 @@
 
 enum { BODY_READING, BODY_DONE, BODY_TIMED_OUT };
 #define SWEEP_MS 100 /* granularity of --body-timeout-ms */
+#define SPARE_MAX 256 /* finished calls kept for reuse */
 
 typedef struct call call;
 typedef void (*route_fn)(call *c);
@@ -57,7 +60,7 @@ struct call {
 	int64_t t0;
 	char *body;
 	size_t body_len;
-	nng_aio *rx;
+	nng_aio *rx; /* kept when the call is reused: its callback's arg is c */
 	const char *cors_origin; /* allowed Origin to echo, or NULL */
 	char cors_buf[256];
 	bool close;   /* answer with Connection: close (body left unread) */
@@ -68,7 +71,7 @@ struct call {
 	atomic_int body_state; /* BODY_* */
 	nng_aio *timer;        /* the 408's write, when the body was late */
 	int64_t body_deadline;
-	call *rprev, *rnext; /* on the reading list */
+	call *rprev, *rnext; /* on the reading list, or the spare list */
 	bool listed;
 	nng_http_res *res408;
 	gw_run run;
@@ -98,20 +101,55 @@ static void log_line(call *c, int status, const char *extra)
 	       extra ? extra : "");
 }
 
+/* ---- calls: new, and finished ones kept for reuse ---------------------- */
+
+static nng_mtx *spare_mtx;
+static call *spare; /* linked by rnext */
+static int nspare;
+
+static call *call_new(void)
+{
+	nng_mtx_lock(spare_mtx);
+	call *c = spare;
+	if (c) {
+		spare = c->rnext;
+		nspare--;
+	}
+	nng_mtx_unlock(spare_mtx);
+	if (!c)
+		return calloc(1, sizeof(call));
+	nng_aio *rx = c->rx;
+	memset(c, 0, sizeof(*c));
+	c->rx = rx;
+	return c;
+}
+
 /* A call is referenced by the request's own flow and, while a body is
- * read, by the body timer. */
+ * read, by the body timer. When the last goes, c->rx is idle (body_done
+ * ran), though maybe still returning from its callback: another thread
+ * may start a new read on it, which nng allows. */
 static void call_unref(call *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
-	if (c->rx)
-		nng_aio_reap(c->rx);
 	if (c->timer)
 		nng_aio_reap(c->timer);
 	if (c->res408)
 		nng_http_res_free(c->res408);
 	gw_run_free(&c->run);
 	free(c->body);
+	nng_mtx_lock(spare_mtx);
+	bool kept = nspare < SPARE_MAX;
+	if (kept) {
+		c->rnext = spare;
+		spare = c;
+		nspare++;
+	}
+	nng_mtx_unlock(spare_mtx);
+	if (kept)
+		return;
+	if (c->rx)
+		nng_aio_reap(c->rx);
 	free(c);
 }
 
@@ -586,7 +624,7 @@ static void sweep(void *arg)
  * else it would wait a second before sending. */
 static void read_body(call *c, size_t len)
 {
-	if (!(c->body = malloc(len + 1)) || nng_aio_alloc(&c->rx, body_done, c) != 0) {
+	if (!(c->body = malloc(len + 1)) || (!c->rx && nng_aio_alloc(&c->rx, body_done, c) != 0)) {
 		c->close = true;
 		respond_error(c, 503, "out_of_memory", "the gateway is out of memory", 1);
 		return;
@@ -648,13 +686,14 @@ static const route *find_route(const char *path)
 
 static void on_request(nng_aio *aio)
 {
-	call *c = calloc(1, sizeof(*c));
+	call *c = call_new();
 	if (!c) {
 		nng_aio_finish(aio, NNG_ENOMEM);
 		return;
 	}
 	c->aio = aio;
 	atomic_init(&c->refs, 1);
+	atomic_init(&c->body_state, BODY_READING);
 	c->req = nng_aio_get_input(aio, 0);
 	c->conn = nng_aio_get_input(aio, 2);
 	c->t0 = gw_now_ms();
@@ -792,7 +831,8 @@ int gw_http_start(void)
 	if (load_keys() < 0)
 		return -1;
 	int rv;
-	if ((rv = nng_mtx_alloc(&reading_mtx)) != 0 || (rv = nng_aio_alloc(&sweep_aio, sweep, NULL)) != 0) {
+	if ((rv = nng_mtx_alloc(&reading_mtx)) != 0 || (rv = nng_mtx_alloc(&spare_mtx)) != 0 ||
+	    (rv = nng_aio_alloc(&sweep_aio, sweep, NULL)) != 0) {
 		cr_log("error", "cannot start", "error=\"%s\"", nng_strerror(rv));
 		return -1;
 	}

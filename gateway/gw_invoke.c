@@ -16,6 +16,11 @@
  *
  * Each attempt is one REQ context on its worker's socket, with its own
  * run id ("<invocation>-<n>") so that a cancel names exactly one run.
+ * Contexts and their aios are kept open per worker between requests
+ * (lanes): opening one and reaping it per attempt or cancel woke nng's
+ * reaper thread every time, on a 2-core machine a measurable share of
+ * what the gateway adds to a request. A lane is reused only after a
+ * reply (the context is then idle); after an error it is closed.
  * The first reply with ok:true wins; a bad_request (or unsupported)
  * reply is final at once, since any worker would say the same. busy,
  * internal, cancelled, transport errors and timeouts do not win: the
@@ -51,13 +56,24 @@
 
 typedef struct timer timer;
 
+/* An open REQ context with its aio. Owned by the request using it (an
+ * attempt or a cancel), else on its worker's idle list (under lock). */
+struct gw_lane {
+	nng_ctx ctx;
+	nng_aio *aio;
+	gw_worker *w;
+	int sock_id;            /* discovery may close and reopen w->sock */
+	void (*done)(gw_lane *); /* the aio's callback: its request's */
+	void *arg;              /* the attempt, or NULL for a cancel */
+	bool sent;              /* the request is out: waiting for the reply */
+	gw_lane *next;
+};
+
 typedef struct attempt {
 	gw_invocation *inv;
 	gw_worker *w;
-	nng_ctx ctx;
-	nng_aio *aio;
+	gw_lane *lane; /* while live */
 	char id[CR_ID_MAX + 1];
-	bool sent;
 	bool live;
 	bool cancel_sent;
 	int64_t t0, t1;
@@ -222,28 +238,93 @@ void gw_invoke_flush(void)
 	}
 }
 
+/* ---- lanes ------------------------------------------------------------- */
+
+static void lane_cb(void *arg)
+{
+	gw_lane *l = arg;
+	l->done(l);
+}
+
+/* Under lock: an idle lane of w, or a new one. */
+static gw_lane *lane_take(gw_worker *w, void (*done)(gw_lane *), void *arg)
+{
+	int sock_id = nng_socket_id(w->sock);
+	gw_lane *l;
+	while ((l = w->lanes) != NULL) {
+		w->lanes = l->next;
+		if (l->sock_id == sock_id)
+			break;
+		nng_aio_reap(l->aio); /* its socket, and so its context, was closed */
+		free(l);
+	}
+	if (!l) {
+		if (!(l = calloc(1, sizeof(*l))))
+			return NULL;
+		if (nng_aio_alloc(&l->aio, lane_cb, l) != 0 || nng_ctx_open(&l->ctx, w->sock) != 0) {
+			if (l->aio)
+				nng_aio_free(l->aio);
+			free(l);
+			return NULL;
+		}
+		l->w = w;
+		l->sock_id = sock_id;
+	}
+	l->done = done;
+	l->arg = arg;
+	l->sent = false;
+	l->next = NULL;
+	return l;
+}
+
+/* Under lock: l's request was answered, its context is idle. */
+static void lane_put(gw_lane *l)
+{
+	nng_aio_set_msg(l->aio, NULL);
+	l->next = l->w->lanes;
+	l->w->lanes = l;
+}
+
+/* Without lock: l's request failed; its context may be in any state. */
+static void lane_drop(gw_lane *l)
+{
+	nng_ctx_close(l->ctx);
+	nng_aio_reap(l->aio);
+	free(l);
+}
+
+/* Sends msg (taken) on l: the request's first step. */
+static void lane_send(gw_lane *l, nng_msg *msg, int64_t timeout_ms)
+{
+	nng_aio_set_msg(l->aio, msg);
+	nng_aio_set_timeout(l->aio, (nng_duration)timeout_ms);
+	nng_ctx_send(l->ctx, l->aio);
+}
+
+/* In l's callback, once the request is out: wait for the reply. No lock:
+ * only this callback touches l->sent. The send completes while the
+ * sender may still hold gw_lock; taking it here would put this thread
+ * to sleep and wake it again, on the path of every reply. */
+static void lane_recv(gw_lane *l, int64_t timeout_ms)
+{
+	l->sent = true;
+	nng_aio_set_msg(l->aio, NULL);
+	nng_aio_set_timeout(l->aio, (nng_duration)(timeout_ms > 1 ? timeout_ms : 1));
+	nng_ctx_recv(l->ctx, l->aio);
+}
+
 /* ---- cancel ------------------------------------------------------------ */
 
-typedef struct canceller {
-	nng_ctx ctx;
-	nng_aio *aio;
-	bool sent;
-} canceller;
-
-static void cancel_cb(void *arg)
+static void cancel_cb(gw_lane *l)
 {
-	canceller *c = arg;
-	int rv = nng_aio_result(c->aio);
+	int rv = nng_aio_result(l->aio);
 	nng_msg *msg = NULL;
-	if (!c->sent && rv == 0) {
-		c->sent = true;
-		nng_aio_set_msg(c->aio, NULL);
-		nng_aio_set_timeout(c->aio, 2000);
-		nng_ctx_recv(c->ctx, c->aio);
+	if (!l->sent && rv == 0) {
+		lane_recv(l, 2000);
 		return;
 	}
-	if (!c->sent || rv == 0)
-		msg = nng_aio_get_msg(c->aio);
+	if (!l->sent || rv == 0)
+		msg = nng_aio_get_msg(l->aio);
 	if (rv == 0 && msg) {
 		msgpack_unpacked u;
 		msgpack_unpacked_init(&u);
@@ -259,9 +340,13 @@ static void cancel_cb(void *arg)
 	}
 	if (msg)
 		nng_msg_free(msg);
-	nng_ctx_close(c->ctx);
-	nng_aio_reap(c->aio);
-	free(c);
+	if (rv == 0) {
+		gw_lock();
+		lane_put(l);
+		gw_unlock();
+	} else {
+		lane_drop(l);
+	}
 }
 
 static nng_msg *encode(const cr_request *r)
@@ -279,32 +364,27 @@ static nng_msg *encode(const cr_request *r)
 	return msg;
 }
 
-/* Tells a losing attempt's worker to stop it; fire and forget (the
- * attempt itself ends when the worker answers it "cancelled"). */
+/* Under lock. Tells a losing attempt's worker to stop it; fire and
+ * forget (the attempt itself ends when the worker answers it
+ * "cancelled"). */
 static void send_cancel(attempt *a)
 {
 	if (a->cancel_sent)
 		return;
 	a->cancel_sent = true;
-	canceller *c = calloc(1, sizeof(*c));
 	cr_request r = { .op = CR_OP_CANCEL };
 	snprintf(r.id, sizeof(r.id), "%s", a->id);
 	nng_msg *msg = encode(&r);
-	if (!c || !msg || nng_aio_alloc(&c->aio, cancel_cb, c) != 0 ||
-	    nng_ctx_open(&c->ctx, a->w->sock) != 0) {
+	gw_lane *l = msg ? lane_take(a->w, cancel_cb, NULL) : NULL;
+	if (!l) {
 		if (msg)
 			nng_msg_free(msg);
-		if (c && c->aio)
-			nng_aio_free(c->aio);
-		free(c);
 		cr_log("error", "cancel_failed", "worker=%s id=%s error=\"out of resources\"",
 		       a->w->url, a->id);
 		return;
 	}
 	gw_metric_inc(GW_M_CANCELS_SENT);
-	nng_aio_set_msg(c->aio, msg);
-	nng_aio_set_timeout(c->aio, 2000);
-	nng_ctx_send(c->ctx, c->aio);
+	lane_send(l, msg, 2000);
 }
 
 /* ---- attempts ---------------------------------------------------------- */
@@ -417,43 +497,39 @@ done:
 	advance(inv);
 }
 
-static void attempt_cb(void *arg)
+static void attempt_cb(gw_lane *l)
 {
-	attempt *a = arg;
+	attempt *a = l->arg;
 	gw_invocation *inv = a->inv;
-	int rv = nng_aio_result(a->aio);
+	int rv = nng_aio_result(l->aio);
+	bool sent = l->sent;
 	nng_msg *msg = NULL;
-	if (!a->sent && rv == 0) {
-		gw_lock();
-		a->sent = true;
-		nng_aio_set_msg(a->aio, NULL);
-		int64_t left = inv->deadline - gw_now_ms();
-		nng_aio_set_timeout(a->aio, (nng_duration)(left > 1 ? left : 1));
-		nng_ctx_recv(a->ctx, a->aio);
-		gw_unlock();
+	if (!sent && rv == 0) {
+		lane_recv(l, inv->deadline - gw_now_ms()); /* the deadline is fixed */
 		return;
 	}
-	if (!a->sent || rv == 0)
-		msg = nng_aio_get_msg(a->aio);
+	if (!sent || rv == 0)
+		msg = nng_aio_get_msg(l->aio);
 	gw_lock();
 	a->t1 = gw_now_ms();
 	a->live = false;
+	a->lane = NULL;
+	if (rv == 0)
+		lane_put(l); /* free for the next request, maybe in gw_invoke_pump below */
 	inv->active--;
 	a->w->inflight--;
 	if (a->w->reported_busy > 0)
 		a->w->reported_busy--; /* that run was part of the worker's count too */
 	inv->last_busy = false;
-	nng_ctx ctx = a->ctx;
-	nng_aio *aio = a->aio;
 	if (rv == 0) {
 		attempt_reply(inv, a, msg);
 	} else {
-		if (!a->sent && msg)
+		if (!sent && msg)
 			nng_msg_free(msg);
 		if (a->outcome == NULL)
 			set_detail(a, a->cancel_sent ? "lost" : rv == NNG_ETIMEDOUT ? "timeout" : "error",
-			           "%s: %s", a->sent ? "reply" : "send", nng_strerror(rv));
-		if (rv == NNG_ETIMEDOUT && a->sent)
+			           "%s: %s", sent ? "reply" : "send", nng_strerror(rv));
+		if (rv == NNG_ETIMEDOUT && sent)
 			send_cancel(a); /* the worker would run it on, holding a slot */
 		if (a->cancel_sent && a->outcome && !strcmp(a->outcome, "lost"))
 			advance(inv);
@@ -463,8 +539,8 @@ static void attempt_cb(void *arg)
 	gw_invoke_pump(); /* a slot freed: queued invocations may go */
 	unref(inv);
 	gw_unlock();
-	nng_ctx_close(ctx);
-	nng_aio_reap(aio);
+	if (rv != 0)
+		lane_drop(l);
 	gw_invoke_flush();
 }
 
@@ -480,12 +556,9 @@ static bool attempt_start(gw_invocation *inv, gw_worker *w)
 	snprintf(a->id, sizeof(a->id), "%s-%d", inv->base_id, inv->natt);
 	snprintf(inv->req->id, sizeof(inv->req->id), "%s", a->id);
 	nng_msg *msg = encode(inv->req);
-	if (!msg || nng_aio_alloc(&a->aio, attempt_cb, a) != 0 ||
-	    nng_ctx_open(&a->ctx, w->sock) != 0) {
+	if (!msg || !(a->lane = lane_take(w, attempt_cb, a))) {
 		if (msg)
 			nng_msg_free(msg);
-		if (a->aio)
-			nng_aio_free(a->aio);
 		cr_log("error", "attempt_failed", "worker=%s error=\"out of resources\"", w->url);
 		return false;
 	}
@@ -496,10 +569,8 @@ static bool attempt_start(gw_invocation *inv, gw_worker *w)
 	a->live = true;
 	a->t0 = gw_now_ms();
 	int64_t left = inv->deadline - a->t0;
-	nng_aio_set_msg(a->aio, msg);
 	/* a send waits only for a connection; do not let it eat the deadline */
-	nng_aio_set_timeout(a->aio, (nng_duration)(left < 2000 ? (left > 1 ? left : 1) : 2000));
-	nng_ctx_send(a->ctx, a->aio);
+	lane_send(a->lane, msg, left < 2000 ? (left > 1 ? left : 1) : 2000);
 	return true;
 }
 
@@ -512,7 +583,7 @@ void gw_invoke_worker_lost(gw_worker *w)
 			if (inv->att[i].live && inv->att[i].w == w) {
 				if (!inv->att[i].outcome)
 					set_detail(&inv->att[i], "error", "worker ejected: stopped answering");
-				nng_aio_cancel(inv->att[i].aio);
+				nng_aio_cancel(inv->att[i].lane->aio);
 			}
 }
 
