@@ -21,7 +21,13 @@
  * request: each of those costs nng thread hand-offs on the hot path of
  * every invocation, for a deadline that almost never fires. For the same
  * reason finished calls are kept for reuse (up to SPARE_MAX) with their
- * body-read aio: freeing an aio wakes nng's reaper thread.
+ * aios: freeing an aio wakes nng's reaper thread.
+ *
+ * A reply nng would send as it is (HTTP/1.1, kept alive, not HEAD) is
+ * written on the connection by the thread that has it, and the server's
+ * aio finished without output once it is out (nng then reads the next
+ * request): handing it to nng's server instead costs one more thread
+ * hand-off before the first byte leaves.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,7 +66,9 @@ struct call {
 	int64_t t0;
 	char *body;
 	size_t body_len;
-	nng_aio *rx; /* kept when the call is reused: its callback's arg is c */
+	nng_aio *rx; /* rx and tx are kept when the call is reused: their */
+	nng_aio *tx; /* callback's arg is c */
+	nng_http_res *res; /* being written on tx */
 	const char *cors_origin; /* allowed Origin to echo, or NULL */
 	char cors_buf[256];
 	bool close;   /* answer with Connection: close (body left unread) */
@@ -118,16 +126,17 @@ static call *call_new(void)
 	nng_mtx_unlock(spare_mtx);
 	if (!c)
 		return calloc(1, sizeof(call));
-	nng_aio *rx = c->rx;
+	nng_aio *rx = c->rx, *tx = c->tx;
 	memset(c, 0, sizeof(*c));
 	c->rx = rx;
+	c->tx = tx;
 	return c;
 }
 
 /* A call is referenced by the request's own flow and, while a body is
- * read, by the body timer. When the last goes, c->rx is idle (body_done
- * ran), though maybe still returning from its callback: another thread
- * may start a new read on it, which nng allows. */
+ * read, by the body timer. When the last goes, c->rx and c->tx are idle
+ * (their callbacks ran), though maybe still returning: another thread
+ * may start a new operation on them, which nng allows. */
 static void call_unref(call *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
@@ -150,7 +159,32 @@ static void call_unref(call *c)
 		return;
 	if (c->rx)
 		nng_aio_reap(c->rx);
+	if (c->tx)
+		nng_aio_reap(c->tx);
 	free(c);
+}
+
+/* True when nng's server would send a reply as it is: it adds
+ * "Connection: close" for HTTP/1.0 or a client's "Connection: close",
+ * and drops the body of a HEAD. */
+static bool write_direct(call *c)
+{
+	const char *version = nng_http_req_get_version(c->req);
+	const char *conn = nng_http_req_get_header(c->req, "Connection");
+	return !c->close && version && !strcmp(version, "HTTP/1.1") &&
+	       !(conn && strstr(conn, "close")) && strcmp(nng_http_req_get_method(c->req), "HEAD");
+}
+
+/* The reply is out (or failed: nng then closes the connection). */
+static void reply_written(void *arg)
+{
+	call *c = arg;
+	int rv = nng_aio_result(c->tx);
+	nng_http_res_free(c->res);
+	c->res = NULL;
+	nng_aio_set_output(c->aio, 0, NULL); /* already sent: nng reads the next request */
+	nng_aio_finish(c->aio, rv);
+	call_unref(c);
 }
 
 /* Sends status with body (taken) of type ctype; Retry-After when > 0. */
@@ -196,6 +230,11 @@ static void respond_raw(call *c, int status, char *body, size_t len, const char 
 	free(body);
 	gw_metric_http(c->route ? c->route->name : "other", status);
 	log_line(c, status, extra_log);
+	if (write_direct(c) && (c->tx || nng_aio_alloc(&c->tx, reply_written, c) == 0)) {
+		c->res = res;
+		nng_http_conn_write_res(c->conn, res, c->tx);
+		return;
+	}
 	nng_aio_set_output(c->aio, 0, res);
 	nng_aio_finish(c->aio, 0);
 	call_unref(c);
