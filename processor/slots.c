@@ -131,6 +131,7 @@ static void *slot_main(void *arg)
 {
 	slot *s = arg;
 	for (;;) {
+		px_tidy(s->px);    /* what the last run left, now that its reply is out */
 		px_prepare(s->px); /* prewarm: the next sandbox, while idle (no-op if off) */
 		pthread_mutex_lock(&mu);
 		while (!s->job && !stopping)

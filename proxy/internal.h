@@ -205,6 +205,15 @@ struct px_slot {
 	char dir[PX_PATH]; /* where its work dirs go: a tmpfs of its own as root */
 	bool dir_mounted;
 	px_warm warm;      /* the next sandbox, started ahead (warm.c) */
+	/* What the last run left to clean up after its reply (px_tidy): its
+	 * keeper, which exits once it has reported (namespaces torn down),
+	 * its cgroup and its dirs. */
+	struct {
+		pid_t keeper;   /* -1: none */
+		bool has_cg;
+		px_cgroup cg;
+		char wd[PX_PATH], tmp[PX_PATH + 8];
+	} tidy;
 };
 
 bool px_slot_cancelled(px_slot *s);
@@ -294,6 +303,9 @@ int px_stage_finish(px_slot *s, const px_stage_spec *spec, px_launch *l,
                     bool *cancelled, bool *lost, char *err, size_t errlen);
 /* Stops and frees a launched stage that will not be finished. */
 void px_stage_abandon(px_launch *l);
+/* The slot's deferred cleanup, now (stage.c keeps a reported keeper and
+ * its cgroup for it, px_execute the dirs). */
+void px_slot_tidy(px_slot *s);
 /* The rlimits of a stage under lim. */
 void px_plan_limits(px_plan *p, const cr_limits *lim);
 

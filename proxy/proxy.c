@@ -357,9 +357,11 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 void px_fini(void)
 {
 	px_zygote_fini();
-	px_forker_stop();
-	for (int i = 0; i < px_w.nslots; i++)
+	for (int i = 0; i < px_w.nslots; i++) {
+		px_tidy(&px_w.slots[i]);
 		px_warm_discard(&px_w.slots[i]);
+	}
+	px_forker_stop();
 	px_sandbox_fini();
 	for (int i = 0; i < px_w.nslots; i++) {
 		px_slot *s = &px_w.slots[i];
@@ -589,6 +591,7 @@ int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size
 		snprintf(err, errlen, "px_execute: no slot, or a request without files");
 		return -1;
 	}
+	px_tidy(slot);
 	slot_begin(slot);
 	inv v = { .slot = slot, .job = job };
 	/* a prewarmed sandbox when the slot has one; else (or when it died
@@ -600,9 +603,21 @@ int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size
 		if (rc == 0)
 			rc = stages(&v, res, err, errlen);
 	}
-	px_remove_dirs(slot->index, v.wd, v.tmp, err, errlen, &rc);
+	/* the dirs go after the reply (px_tidy): nothing runs in them now */
+	snprintf(slot->tidy.wd, sizeof slot->tidy.wd, "%s", v.wd);
+	snprintf(slot->tidy.tmp, sizeof slot->tidy.tmp, "%s", v.tmp);
 	slot_end(slot);
 	return rc;
+}
+
+void px_tidy(px_slot *slot)
+{
+	if (!slot)
+		return;
+	px_slot_tidy(slot);
+	/* a failure is logged: the run it belonged to has had its reply */
+	px_remove_dirs(slot->index, slot->tidy.wd, slot->tidy.tmp, NULL, 0, NULL);
+	slot->tidy.wd[0] = slot->tidy.tmp[0] = '\0';
 }
 
 void px_result_free(px_result *res)

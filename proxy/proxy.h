@@ -15,7 +15,9 @@
  * slot in here, see sandbox.h), forks the stage's process, and when that
  * process ends or must be stopped (wall limit, output limit, cancel)
  * kills the whole tree — double-forked daemons included — before it
- * reports back and exits. Nothing of a stage outlives px_execute().
+ * reports back and exits. Nothing a stage ran outlives px_execute(); the
+ * keeper's own exit, the cgroup's reset and the work dir's removal are
+ * left for px_tidy(), after the reply.
  */
 #ifndef PX_PROXY_H
 #define PX_PROXY_H
@@ -104,6 +106,13 @@ void px_result_free(px_result *res);
  * cancel that arrives between stages stops the next stage from starting.
  * No effect when the slot is idle. */
 void px_cancel(px_slot *slot);
+
+/* Cleans up after the slot's last run: reaps its keeper (which tears
+ * the namespaces down as it exits), empties its cgroup, removes its work
+ * dir. px_execute leaves that for after the reply; the slot's thread
+ * calls this once the reply is out (px_execute and px_prepare call it
+ * too, first). Not concurrently with px_execute on the same slot. */
+void px_tidy(px_slot *slot);
 
 /* When prewarm is on: starts the slot's next sandbox if it has none (the
  * slot's thread calls it when idle, e.g. right after a reply left). Not

@@ -358,16 +358,45 @@ static void decide(run *r, cr_stage *st, const px_cg_usage *u)
 		st->status = st->exit_code == 0 ? CR_ST_OK : CR_ST_EXIT;
 }
 
+/* A keeper that reported has killed and reaped the whole tree: what is
+ * left (its exit, which tears the namespaces down, and the cgroup's
+ * reset) is the slot's to do after the reply (px_slot_tidy). */
+static void defer(run *r, pid_t keeper)
+{
+	px_slot *s = r->slot;
+	px_slot_tidy(s); /* (nothing is pending: launch tidied) */
+	s->tidy.keeper = keeper;
+	s->tidy.cg = r->cg;
+	s->tidy.has_cg = true;
+}
+
+void px_slot_tidy(px_slot *s)
+{
+	if (s->tidy.keeper > 0) {
+		int ks;
+		while (waitpid(s->tidy.keeper, &ks, 0) < 0 && errno == EINTR)
+			;
+		s->tidy.keeper = -1;
+	}
+	if (s->tidy.has_cg)
+		px_cg_destroy(&s->tidy.cg);
+	s->tidy.has_cg = false;
+}
+
 static int finish(run *r, pid_t keeper, int64_t start, cr_stage *st, bool *cancelled,
                   char *err, size_t errlen)
 {
 	int ks = 0;
-	while (waitpid(keeper, &ks, 0) < 0 && errno == EINTR)
-		;
+	if (!r->have_report)
+		while (waitpid(keeper, &ks, 0) < 0 && errno == EINTR)
+			;
 	drain(r);
 	px_cg_usage u;
 	px_cg_read_usage(&r->cg, &u);
-	px_cg_destroy(&r->cg);
+	if (r->have_report)
+		defer(r, keeper);
+	else
+		px_cg_destroy(&r->cg);
 	st->wall_ms = now_ms() - start;
 	st->cpu_ms = u.cpu_ns >= 0 ? u.cpu_ns / 1000000 : r->rep.cpu_us / 1000;
 	st->memory_bytes = u.mem_peak >= 0 ? u.mem_peak : r->rep.maxrss_kb * 1024;
@@ -410,6 +439,7 @@ static void close_launch_fds(px_launch *l)
 int px_stage_launch(px_slot *s, const px_stage_spec *spec, bool warm, px_launch *l,
                     char *err, size_t errlen)
 {
+	px_slot_tidy(s); /* the slot's cgroup is reused: the last run's reset first */
 	memset(l, 0, sizeof *l);
 	l->in_fd = l->out_fd = l->err_fd = l->ctl_fd = l->report_fd = l->warm_fd = -1;
 	l->keeper = -1;

@@ -95,8 +95,11 @@ static void warm_failed(px_slot *s, const char *what, const char *why)
 
 void px_prepare(px_slot *s)
 {
+	if (!s)
+		return;
+	px_tidy(s);
 	px_warm *w = &s->warm;
-	if (!s || !px_w.prewarm || w->present || w->failures >= MAX_FAILURES)
+	if (!px_w.prewarm || w->present || w->failures >= MAX_FAILURES)
 		return;
 	char err[512], exe[PX_PATH + 16];
 	px_launch *l = calloc(1, sizeof *l);

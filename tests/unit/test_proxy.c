@@ -89,7 +89,10 @@ static int run(call *c, px_result *res, char *err, size_t errlen)
 	px_job job = { .req = &req, .run_limits = c->lim, .compile_limits = c->lim };
 	if (!job.run_limits.wall_ms && !job.run_limits.pids)
 		job.run_limits = job.compile_limits = def_limits();
-	return px_execute(px_slot_at(c->slot), &job, res, err, errlen);
+	px_slot *s = px_slot_at(c->slot);
+	int rc = px_execute(s, &job, res, err, errlen);
+	px_tidy(s); /* as the slot's thread does once the reply is out */
+	return rc;
 }
 
 /* Runs script with default limits; the result must be valid. */
@@ -478,6 +481,27 @@ static void test_cancel(void)
 	px_result_free(&r);
 }
 
+/* The work dir is removed after the reply, by px_tidy, not inside
+ * px_execute; the next px_execute on the slot tidies first anyway. */
+static void test_tidy_after_reply(void)
+{
+	cr_file f = { .name = "main.sh", .data = "echo hi", .len = 7 };
+	cr_request req = { .op = CR_OP_RUN, .files = &f, .nfiles = 1, .entry = "main.sh" };
+	px_job job = { .req = &req, .run_limits = def_limits(), .compile_limits = def_limits() };
+	px_result r;
+	char err[512] = "";
+	px_slot *s = px_slot_at(0);
+	CHECK_EQ_INT(px_execute(s, &job, &r, err, sizeof err), 0);
+	CHECK(out_is(&r, "hi\n"));
+	px_result_free(&r);
+	CHECK(work_left() > 0);
+	CHECK_EQ_INT(px_execute(s, &job, &r, err, sizeof err), 0); /* tidies the first */
+	px_result_free(&r);
+	CHECK(work_left() > 0);
+	px_tidy(s);
+	CHECK_EQ_INT(work_left(), 0);
+}
+
 static void test_workdir(void)
 {
 	px_result r;
@@ -667,6 +691,7 @@ int main(void)
 	RUN(test_identity);
 	RUN(test_cancel);
 	RUN(test_workdir);
+	RUN(test_tidy_after_reply);
 	RUN(test_concurrent_slots);
 	px_fini();
 	if (init(rtc_dir, true) < 0)
