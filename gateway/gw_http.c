@@ -85,6 +85,7 @@ struct call {
 	gw_run run;
 	const char *runtime;
 	char path[128];
+	char method[40]; /* for the log line: nng may reuse c->req once the reply is out */
 };
 
 static nng_http_server **servers;
@@ -103,7 +104,7 @@ static void log_line(call *c, int status, const char *extra)
 {
 	char qpath[200], qmethod[40];
 	cr_log("info", "request", "method=%s path=%s status=%d ms=%lld runtime=%s%s%s",
-	       cr_log_quote(qmethod, sizeof(qmethod), nng_http_req_get_method(c->req)),
+	       cr_log_quote(qmethod, sizeof(qmethod), c->method),
 	       cr_log_quote(qpath, sizeof(qpath), c->path), status,
 	       (long long)(gw_now_ms() - c->t0), c->runtime ? c->runtime : "-", extra ? " " : "",
 	       extra ? extra : "");
@@ -229,12 +230,15 @@ static void respond_raw(call *c, int status, char *body, size_t len, const char 
 	}
 	free(body);
 	gw_metric_http(c->route ? c->route->name : "other", status);
-	log_line(c, status, extra_log);
 	if (write_direct(c) && (c->tx || nng_aio_alloc(&c->tx, reply_written, c) == 0)) {
 		c->res = res;
+		atomic_fetch_add(&c->refs, 1); /* the log line's, once the reply is on its way */
 		nng_http_conn_write_res(c->conn, res, c->tx);
+		log_line(c, status, extra_log);
+		call_unref(c);
 		return;
 	}
+	log_line(c, status, extra_log);
 	nng_aio_set_output(c->aio, 0, res);
 	nng_aio_finish(c->aio, 0);
 	call_unref(c);
@@ -742,6 +746,7 @@ static void on_request(nng_aio *aio)
 	while (strlen(c->path) > 1 && c->path[strlen(c->path) - 1] == '/')
 		c->path[strlen(c->path) - 1] = 0;
 	const char *method = nng_http_req_get_method(c->req);
+	snprintf(c->method, sizeof(c->method), "%s", method);
 	const char *origin = nng_http_req_get_header(c->req, "Origin");
 	if (origin && origin_allowed(origin)) {
 		snprintf(c->cors_buf, sizeof(c->cors_buf), "%s", origin);
