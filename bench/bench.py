@@ -10,9 +10,14 @@ gateway in front of them (when it is built), then for every runtime, mode
 and path — straight to a worker over nng, through the gateway with race 1,
 through the gateway with race 2 — runs corral-bench closed-loop at 1 and
 at 8 connections, and reports latency p50/p90/p99, throughput, CPU
-milliseconds per invocation (processors, their sandboxes and the gateway,
-from /proc) and idle and loaded RSS; the prewarmed runtimes' own RSS is
-reported apart (the processor's does not include them).
+milliseconds per invocation (each worker runs in a cpuacct cgroup of the
+bench's own, so its whole tree counts: processor, forker, keepers, fork
+server, sandboxes; plus the gateway's, from /proc) and idle and loaded
+RSS; the prewarmed runtimes' own RSS is reported apart (the processor's
+does not include them). For --think-runtimes (python, node) one more row
+runs race 1 at 1 connection with --think-ms (100) between a reply and the
+next request: an interactive user, whose worker has time to get the next
+sandbox ready, where a closed loop measures a worker that never has.
 
 Everything is measured side by side in one run on the same machine, so
 compare rows as ratios, not against numbers from another day: the table
@@ -100,6 +105,52 @@ def start(cmd, what, log):
     return proc
 
 
+class CpuGroup:
+    """A cpuacct cgroup of the bench's own for one worker: the processor
+    makes its slot cgroups below the one it starts in, so the group's
+    usage is the worker's whole CPU — processor, forker, keepers, fork
+    server, sandboxes — which /proc cannot tell while the fork server's
+    children are not yet waited for. None when no cgroup is writable
+    (CPU then comes from /proc, and undercounts such workers)."""
+    V1, V2 = "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup"
+    seq = 0
+
+    @classmethod
+    def make(cls):
+        CpuGroup.seq += 1
+        name = "corral-bench-%d-%d" % (os.getpid(), CpuGroup.seq)
+        for base, v2 in ((cls.V1, False), (cls.V2, True)):
+            if v2 and not os.path.exists(os.path.join(base, "cgroup.controllers")):
+                continue
+            try:
+                os.mkdir(os.path.join(base, name))
+                return cls(os.path.join(base, name), v2)
+            except OSError:
+                continue
+        return None
+
+    def __init__(self, path, v2):
+        self.path, self.v2 = path, v2
+
+    def wrap(self, cmd):
+        """cmd, started inside the group."""
+        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path] + cmd
+
+    def cpu(self):
+        """CPU seconds used in the group so far."""
+        if self.v2:
+            with open(os.path.join(self.path, "cpu.stat")) as f:
+                return int(f.readline().split()[1]) / 1e6  # usage_usec
+        with open(os.path.join(self.path, "cpuacct.usage")) as f:
+            return int(f.read()) / 1e9
+
+    def remove(self):
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+
+
 def proc_cpu(pid):
     """utime+stime of pid and of its waited-for children, in seconds."""
     with open("/proc/%d/stat" % pid) as f:
@@ -154,6 +205,8 @@ class Stack:
         self.build, self.tmp, self.mode = build, tmp, mode
         self.log = open(os.path.join(tmp, "stack-%s.log" % mode), "ab")
         self.workers = {}  # runtime -> [(url, proc)]
+        self.groups = []   # their CpuGroups (None: none)
+        self.cpu_of = {}   # processor pid -> its CPU seconds so far
         self.gateway = None
         try:
             self._start(build, runtimes, slots, mode, uid)
@@ -168,7 +221,11 @@ class Stack:
                 cmd = [str(build / "corral-processor"), "--runtime-dir", str(REPO / "runtimes" / rt),
                        "--listen", url, "--slots", str(slots), "--uid-base", str(uid)] + MODES[mode]
                 uid += 64
-                self.workers.setdefault(rt, []).append((url, start(cmd, "worker " + rt, self.log)))
+                cg = CpuGroup.make()
+                self.groups.append(cg)
+                proc = start(cg.wrap(cmd) if cg else cmd, "worker " + rt, self.log)
+                self.workers.setdefault(rt, []).append((url, proc))
+                self.cpu_of[proc.pid] = cg.cpu if cg else (lambda pid=proc.pid: proc_cpu(pid))
         gw = build / "corral-gateway"
         if gw.exists() and self.workers:
             self.gw_url = "http://127.0.0.1:%d" % free_port()
@@ -203,9 +260,12 @@ class Stack:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        for g in self.groups:
+            if g:
+                g.remove()
 
 
-def run_scenario(args, stack, rt, path, conns, progfile):
+def run_scenario(args, stack, rt, path, conns, progfile, think_ms=0):
     name, _ = PROGRAMS[rt]
     if path == "direct":
         target, extra = stack.workers[rt][0][0], []
@@ -214,11 +274,13 @@ def run_scenario(args, stack, rt, path, conns, progfile):
         extra = ["--runtime", rt, "--race", "1" if path == "race1" else "2"]
     cmd = [str(args.build / "corral-bench"), "--target", target, "--file", "%s=%s" % (name, progfile),
            "--conns", str(conns), "--duration-ms", str(int(args.seconds * 1000)),
-           "--warmup", "2"] + extra
+           "--warmup", "2", "--think-ms", str(think_ms)] + extra
     pids = stack.processor_pids(rt)
     gw_pid = stack.gateway.pid if stack.gateway else None
     watched = pids + ([gw_pid] if gw_pid else [])
-    cpu0 = {p: proc_cpu(p) for p in watched}
+    cpu0 = {p: stack.cpu_of[p]() for p in pids}
+    if gw_pid:
+        cpu0[gw_pid] = proc_cpu(gw_pid)
     sampler = RssSampler(watched)
     sampler.start()
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -228,19 +290,20 @@ def run_scenario(args, stack, rt, path, conns, progfile):
         raise SystemExit("bench: corral-bench failed: " + out.stderr)
     r = json.loads(out.stdout)
     good = max(r["good"], 1)
-    r["cpu_ms_per_run_workers"] = round(sum(proc_cpu(p) - cpu0[p] for p in pids) * 1000 / good, 3)
+    r["cpu_ms_per_run_workers"] = round(sum(stack.cpu_of[p]() - cpu0[p] for p in pids) * 1000 / good, 3)
     if gw_pid:
         r["cpu_ms_per_run_gateway"] = round((proc_cpu(gw_pid) - cpu0[gw_pid]) * 1000 / good, 3)
         r["gateway_rss_peak"] = sampler.peak[gw_pid]
     r["processor_rss_peak"] = max(sampler.peak[p] for p in pids)
-    r.update(runtime=rt, path=path, conns=conns, mode=stack.mode)
+    r.update(runtime=rt, path=path + ("+think" if think_ms else ""), conns=conns, mode=stack.mode,
+             think_ms=think_ms)
     return r
 
 
 def table(rows, idle):
     hdr = ("runtime", "mode", "path", "conns", "p50 ms", "p90 ms", "p99 ms", "runs/s", "busy",
            "err", "cpu ms/run", "proc RSS MB")
-    fmt = "%-7s %-14s %-7s %5s %8s %8s %8s %8s %5s %4s %10s %11s"
+    fmt = "%-7s %-14s %-11s %5s %8s %8s %8s %8s %5s %4s %10s %11s"
     lines = [fmt % hdr]
     for r in rows:
         lines.append(fmt % (r["runtime"], r["mode"], r["path"], r["conns"],
@@ -261,7 +324,7 @@ def table(rows, idle):
     for (rt, mode, path, conns), r in sorted(by.items()):
         c = by.get((rt, "cold", path, conns))
         if mode != "cold" and c and r["p50_us"] and c["rps"]:
-            lines.append("  %-7s %-14s %-7s c=%d: p50 %.2f -> %.2f ms (x%.1f lower), "
+            lines.append("  %-7s %-14s %-11s c=%d: p50 %.2f -> %.2f ms (x%.1f lower), "
                          "%.1f -> %.1f runs/s (x%.1f)" % (
                              rt, mode, path, conns, c["p50_us"] / 1000, r["p50_us"] / 1000,
                              c["p50_us"] / r["p50_us"], c["rps"], r["rps"], r["rps"] / c["rps"]))
@@ -269,7 +332,7 @@ def table(rows, idle):
     lines.append("gateway hop (p50 through the gateway minus direct):")
     for (rt, mode, path, conns), r in sorted(by.items()):
         d = by.get((rt, mode, "direct", conns))
-        if path != "direct" and d and d["p50_us"]:
+        if path.startswith("race") and "+" not in path and d and d["p50_us"]:
             lines.append("  %-7s %-14s %-7s c=%d: +%.2f ms" % (
                 rt, mode, path, conns, (r["p50_us"] - d["p50_us"]) / 1000))
     lines += targets(by, idle)
@@ -287,8 +350,10 @@ def targets(by, idle):
         return c["p50_us"] / f["p50_us"] if what == "p50" else f["rps"] / c["rps"]
     for label, rt, path, conns, what, goal in (
             ("python p50, gateway race 1, 1 conn: >= 8x lower", "python", "race1", 1, "p50", 8),
+            ("python p50, same, with think time: >= 8x lower", "python", "race1+think", 1, "p50", 8),
             ("python runs/s at 8 conns (gateway race 1): >= 5x", "python", "race1", 8, "rps", 5),
-            ("node p50 at 1 conn (gateway race 1): >= 15x lower", "node", "race1", 1, "p50", 15)):
+            ("node p50 at 1 conn (gateway race 1): >= 15x lower", "node", "race1", 1, "p50", 15),
+            ("node p50, same, with think time: >= 15x lower", "node", "race1+think", 1, "p50", 15)):
         for mode in ("prewarm", "zygote", "prewarm+zygote"):
             v = ratio(rt, mode, path, conns, what)
             if v is not None or mode == "prewarm":
@@ -575,6 +640,10 @@ def main():
     ap.add_argument("--slow-ms", type=int, default=300, help="hedging: the slow worker's delay")
     ap.add_argument("--slow-pct", type=int, default=10, help="hedging: %% of its runs it is slow on")
     ap.add_argument("--hedge-seconds", type=float, help="hedging: seconds per scenario (2x --seconds)")
+    ap.add_argument("--think-ms", type=int, default=100,
+                    help="one more row per runtime of --think-runtimes: gateway race 1, 1 conn, "
+                         "this pause after each reply (an interactive user); 0: none")
+    ap.add_argument("--think-runtimes", default="python,node")
     ap.add_argument("--hop-reps", type=int, default=7,
                     help="gateway hop against a stand-in worker: repetitions (0: skip)")
     args = ap.parse_args()
@@ -610,15 +679,19 @@ def main():
                 with open(progfile, "w") as f:
                     f.write(PROGRAMS[rt][1])
                 os.chmod(progfile, 0o644)
-                for path in args.paths.split(","):
-                    for conns in [int(c) for c in args.conns.split(",")]:
-                        for m, st in stacks.items():
-                            if (path != "direct" and not st.gateway) or rt not in st.workers:
-                                continue
-                            r = run_scenario(args, st, rt, path, conns, progfile)
-                            rows.append(r)
-                            print("  %-7s %-14s %-7s c=%-2d p50 %.2f ms, %.1f runs/s" % (
-                                rt, m, path, conns, r["p50_us"] / 1000, r["rps"]), file=sys.stderr)
+                scenarios = [(path, int(c), 0) for path in args.paths.split(",")
+                             for c in args.conns.split(",")]
+                if rt in args.think_runtimes.split(",") and args.think_ms > 0:
+                    scenarios.append(("race1", 1, args.think_ms))
+                for path, conns, think in scenarios:
+                    for m, st in stacks.items():
+                        if (path != "direct" and not st.gateway) or rt not in st.workers:
+                            continue
+                        r = run_scenario(args, st, rt, path, conns, progfile, think)
+                        rows.append(r)
+                        print("  %-7s %-14s %-12s c=%-2d p50 %.2f ms, %.1f runs/s" % (
+                            rt, m, r["path"], conns, r["p50_us"] / 1000, r["rps"]),
+                            file=sys.stderr)
         finally:
             for st in stacks.values():
                 st.stop()

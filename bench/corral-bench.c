@@ -2,12 +2,15 @@
  * corral-bench.c — closed-loop load generator for one scenario.
  *
  *   corral-bench --target URL --file NAME=PATH [--conns N] [--duration-ms MS]
- *                [--runtime NAME] [--race N] [--warmup N] [--extra-json JSON]
+ *                [--runtime NAME] [--race N] [--warmup N] [--think-ms MS]
+ *                [--extra-json JSON]
  *
  * URL is a worker (tcp://, ipc://: wire protocol v1 over nng REQ) or the
  * gateway's POST endpoint (http://HOST:PORT/v1/run). Each of N threads
  * owns one connection and sends the same invocation again as soon as the
- * previous reply is in, for the duration; every latency is kept, so the
+ * previous reply is in (or --think-ms after it: an interactive user, who
+ * leaves the worker time to get ready again), for the duration; every
+ * latency is kept, so the
  * percentiles are exact. A reply counts as good only when the run ended
  * with status ok; busy and other failures are counted apart.
  *
@@ -44,6 +47,7 @@ typedef struct conf {
 	int64_t duration_ms;
 	int race;
 	int warmup;
+	int64_t think_ms; /* pause after each reply */
 	const char *extra_json; /* merged into the HTTP body */
 } conf;
 
@@ -143,6 +147,8 @@ static void *run_nng(void *arg)
 		int64_t us = now_us() - t0;
 		int j = judge_nng(reply, w);
 		nng_msg_free(reply);
+		if (c->think_ms > 0)
+			nng_msleep((nng_duration)c->think_ms);
 		if (k < c->warmup)
 			continue;
 		record(w, us);
@@ -242,6 +248,8 @@ static void *run_http(void *arg)
 		}
 		nng_http_req_free(req);
 		nng_http_res_free(res);
+		if (c->think_ms > 0)
+			nng_msleep((nng_duration)c->think_ms);
 		if (k < c->warmup)
 			continue;
 		record(w, us);
@@ -310,13 +318,14 @@ static int parse(conf *c, int argc, char **argv)
 		else if (!strcmp(a, "--duration-ms")) c->duration_ms = v;
 		else if (!strcmp(a, "--race")) c->race = (int)v;
 		else if (!strcmp(a, "--warmup")) c->warmup = (int)v;
+		else if (!strcmp(a, "--think-ms")) c->think_ms = v;
 		else
 			return fprintf(stderr, "corral-bench: unknown option %s\n", a), -1;
 	}
 	if (!c->target || !c->code || c->conns < 1 || c->conns > 256) {
 		fprintf(stderr, "usage: corral-bench --target URL --file NAME=PATH [--runtime R] "
 		                "[--conns N] [--duration-ms MS] [--race N] [--warmup N] "
-		                "[--extra-json JSON]\n");
+		                "[--think-ms MS] [--extra-json JSON]\n");
 		return -1;
 	}
 	return 0;
