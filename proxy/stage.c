@@ -19,6 +19,11 @@
  * to an unrelated process must not hang us), then the status is decided:
  * output > memory > timeout (wall, or CPU: cgroup usage, SIGXCPU, or the
  * RLIMIT_CPU hard SIGKILL) > how the stage process ended.
+ *
+ * A keeper that reported has killed and reaped the whole tree; waiting
+ * for its exit (it tears the namespaces down, about a millisecond) and
+ * resetting the cgroup are left to px_slot_tidy, which the slot runs
+ * after the reply and every launch runs first.
  */
 #include "internal.h"
 #include "sandbox.h"
