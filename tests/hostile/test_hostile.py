@@ -305,6 +305,24 @@ def test_namespaces_and_mounts_refused(hw):
     healthy(hw)
 
 
+def test_compat_syscalls_refused(hw):
+    """Syscalls through another ABI — x86's int 0x80 (getpid, 20) and x32
+    (getpid | 0x40000000) — are the filter's bad-arch case: ENOSYS."""
+    need(hw, "seccomp", "no seccomp filter at this level")
+    if os.uname().machine != "x86_64":
+        pytest.skip("x86_64 only")
+    r = run(hw, "import ctypes, mmap\n"
+                "def call(code):\n"
+                "    m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+                "    m.write(code)\n"
+                "    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))\n"
+                "    return ctypes.CFUNCTYPE(ctypes.c_int)(addr)()\n"
+                "print(call(b'\\xb8\\x14\\x00\\x00\\x00\\xcd\\x80\\xc3'),"
+                " call(b'\\xb8\\x27\\x00\\x00\\x40\\x0f\\x05\\xc3'))")
+    assert r["stdout"] == b"-38 -38\n", r
+    healthy(hw)
+
+
 # ---- network ---------------------------------------------------------------
 
 def test_network(hw):
