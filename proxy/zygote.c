@@ -27,8 +27,14 @@
  * data enters the memory the next child is forked from. Only runtimes
  * without compile.sh, and only at the namespace levels (the stage must be
  * in the keeper's pid namespace so that kill(-1) and the subreaper catch
- * its whole tree): px_init refuses anything else. A server that died is
- * logged once and the worker runs cold from then on.
+ * its whole tree): px_init refuses anything else.
+ *
+ * A server that died is logged and a new one started, without blocking a
+ * run: px_zygote_usable spawns it and says no (runs go cold) until it has
+ * said "ready"; a server that does not come up is tried again after 1 s,
+ * then 2, 4... up to a minute. The new socket takes the old one's fd
+ * number (dup2), so a launch that read px_zygote_sock() meanwhile still
+ * has a live socket: at worst the new server's.
  */
 #include "internal.h"
 #include "sandbox.h"
@@ -47,18 +53,24 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ZYGOTE_MAGIC "corral-zygote 1"
 #define ZYGOTE_START_MS 10000
+#define RESTART_MIN_MS 1000
+#define RESTART_MAX_MS 60000
 
 static struct {
 	pthread_mutex_t mu;
 	pid_t pid;     /* the server; -1: none or dead */
 	int sock;      /* our end; kept open until px_zygote_fini */
 	int bpf;       /* memfd holding the seccomp program; -1: none */
-	bool dead_logged;
-} zy = { PTHREAD_MUTEX_INITIALIZER, -1, -1, -1, false };
+	bool starting; /* a restarted server that has not said ready yet */
+	int64_t started_ms, retry_ms; /* its spawn; when to try again */
+	int backoff_ms;
+	unsigned long restarts;
+} zy = { PTHREAD_MUTEX_INITIALIZER, -1, -1, -1, false, 0, 0, RESTART_MIN_MS, 0 };
 
 static int fail(char *err, size_t errlen, const char *what)
 {
@@ -118,6 +130,13 @@ static int spawn_server(const char *exe, int child_end, char *err, size_t errlen
 		return fail(err, errlen, exe);
 	}
 	return 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The server says "ready" once its interpreter is up. */
@@ -190,23 +209,98 @@ void px_zygote_fini(void)
 	zy.pid = -1;
 }
 
+/* A restart that failed (under zy.mu): the next try, later and later. */
+static void start_failed(void)
+{
+	zy.starting = false;
+	zy.retry_ms = now_ms() + zy.backoff_ms;
+	if (zy.backoff_ms < RESTART_MAX_MS)
+		zy.backoff_ms *= 2;
+}
+
+/* Reaps the server if it died (under zy.mu); true when it did. */
+static bool server_died(void)
+{
+	int status;
+	if (zy.pid <= 0 || waitpid(zy.pid, &status, WNOHANG) != zy.pid)
+		return false;
+	char why[64], q[96];
+	snprintf(why, sizeof why, "%s %d", WIFSIGNALED(status) ? "signal" : "exit",
+	         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	cr_log("error", zy.starting ? "zygote server ended before it was ready"
+	                            : "zygote server is gone: runs are cold until it is back",
+	       "pid=%d end=%s", (int)zy.pid, cr_log_quote(q, sizeof q, why));
+	zy.pid = -1;
+	return true;
+}
+
+/* Spawns a new server (under zy.mu), its socket on zy.sock's number. */
+static void restart_server(void)
+{
+	char exe[PX_PATH + 16], err[256], q[300];
+	snprintf(exe, sizeof exe, "%s/zygote.sh", px_w.runtime_dir);
+	int sv[2];
+	zy.restarts++;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		cr_log("error", "zygote restart failed", "error=%s", strerror(errno));
+		start_failed();
+		return;
+	}
+	int rc = dup3(sv[0], zy.sock, O_CLOEXEC);
+	if (rc < 0)
+		snprintf(err, sizeof err, "dup3: %s", strerror(errno));
+	else
+		rc = spawn_server(exe, sv[1], err, sizeof err);
+	close(sv[0]);
+	close(sv[1]);
+	if (rc < 0) {
+		cr_log("error", "zygote restart failed", "error=%s", cr_log_quote(q, sizeof q, err));
+		start_failed();
+		return;
+	}
+	zy.starting = true;
+	zy.started_ms = now_ms();
+}
+
+/* Whether a restarted server has said "ready" (under zy.mu); one that
+ * takes too long is killed and tried again later. */
+static bool came_up(void)
+{
+	char buf[8];
+	ssize_t r = recv(zy.sock, buf, sizeof buf, MSG_DONTWAIT);
+	if (r == 5 && memcmp(buf, "ready", 5) == 0) {
+		zy.starting = false;
+		zy.backoff_ms = RESTART_MIN_MS;
+		cr_log("info", "zygote server is back", "pid=%d restarts=%lu", (int)zy.pid,
+		       zy.restarts);
+		return true;
+	}
+	if (now_ms() - zy.started_ms > ZYGOTE_START_MS) {
+		cr_log("error", "zygote server did not say ready", "pid=%d", (int)zy.pid);
+		kill(zy.pid, SIGKILL);
+		waitpid(zy.pid, NULL, 0);
+		zy.pid = -1;
+		start_failed();
+	}
+	return false;
+}
+
 bool px_zygote_usable(void)
 {
 	if (!px_w.cfg.zygote || zy.sock < 0)
 		return false;
 	pthread_mutex_lock(&zy.mu);
-	int status;
-	pid_t was = zy.pid;
-	if (zy.pid > 0 && waitpid(zy.pid, &status, WNOHANG) == zy.pid)
-		zy.pid = -1;
-	bool alive = zy.pid > 0;
-	if (!alive && !zy.dead_logged) {
-		cr_log("error", "zygote server is gone: runs are cold from now on", "pid=%d",
-		       (int)was);
-		zy.dead_logged = true;
+	if (server_died()) {
+		if (zy.starting)
+			start_failed();
+		else
+			zy.retry_ms = 0; /* it was up: a new one at once */
 	}
+	if (zy.pid < 0 && !zy.starting && now_ms() >= zy.retry_ms)
+		restart_server();
+	bool ok = zy.pid > 0 && (!zy.starting || came_up());
 	pthread_mutex_unlock(&zy.mu);
-	return alive;
+	return ok;
 }
 
 int px_zygote_sock(void) { return zy.sock; }
