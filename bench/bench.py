@@ -359,12 +359,8 @@ def targets(by, idle):
             if v is not None or mode == "prewarm":
                 out.append("  %-52s %-14s %s" % (label, mode, "not measured" if v is None else
                                                 "x%.1f (%s)" % (v, "met" if v >= goal else "NOT met")))
-    hops = [by[k]["p50_us"] - by[(k[0], k[1], "direct", k[3])]["p50_us"] for k in by
-            if k[2] == "race1" and (k[0], k[1], "direct", k[3]) in by]
-    if hops:
-        out.append("  %-52s %.0f us (%s)" % ("gateway hop at p50 <= 300 us (median over rows)",
-                                            sorted(hops)[len(hops) // 2],
-                                            "met" if sorted(hops)[len(hops) // 2] <= 300 else "NOT met"))
+    # the hop target is judged on the stand-in worker (hop_table): between
+    # two sandboxed rows it drowns in the runs' own noise
     for mode, i in sorted(idle.items()):
         out.append("  %-52s %.1f MB / %s" % ("idle RSS %s: processor < 8 MB / gateway < 16 MB" % mode,
                                             i["processor"] / 2**20,
