@@ -72,11 +72,12 @@ static const struct opt {
 	                "prewarmed one-shot sandboxes: each slot keeps its next sandbox started "
 	                "with the runtime's warm.sh waiting in it (docs/runtimes.md, \"warm\"); "
 	                "a runtime without warm.sh runs cold [off]" },
-	[O_ZYGOTE] = { "--zygote", "CORRAL_ZYGOTE", "on|off",
+	[O_ZYGOTE] = { "--zygote", "CORRAL_ZYGOTE", "on|off|auto",
 	               "fork server: one interpreter per worker forks a child per run, which "
 	               "enters the run's own sandbox first (docs/runtimes.md, \"zygote\"); "
-	               "needs a runtime with zygote.sh and level namespaces or full; with --prewarm on, "
-	               "the prewarmed sandboxes hold the server's children [off]" },
+	               "needs a runtime with zygote.sh and level namespaces or full (on: the "
+	               "worker refuses to start without; auto: off then, and logged); with "
+	               "--prewarm on, the prewarmed sandboxes hold the server's children [off]" },
 	[O_IPCMODE] = { "--ipc-permissions", "CORRAL_IPC_PERMISSIONS", "MODE",
 	                "octal file mode of ipc:// sockets, e.g. 0660 so that a non-root "
 	                "gateway in the socket's group can connect [nng's default]" },
@@ -203,9 +204,10 @@ static int apply(pr_config *c, int o, const char *v)
 			return bad(o, v, "expected on or off");
 		c->prewarm = strcmp(v, "on") == 0; return 0;
 	case O_ZYGOTE:
-		if (strcmp(v, "on") && strcmp(v, "off"))
-			return bad(o, v, "expected on or off");
-		c->zygote = strcmp(v, "on") == 0; return 0;
+		if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto"))
+			return bad(o, v, "expected on, off or auto");
+		c->zygote = strcmp(v, "off") != 0;
+		c->zygote_auto = strcmp(v, "auto") == 0; return 0;
 	default:
 		if (cr_parse_limits(v, lims[o - O_LIM], err, sizeof err))
 			return bad(o, v, err);

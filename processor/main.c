@@ -160,6 +160,7 @@ static int start(pr_config *cfg, pr_runtime *rt)
 		.workdir_bytes = cfg->workdir_bytes,
 		.prewarm = cfg->prewarm,
 		.zygote = cfg->zygote,
+		.zygote_auto = cfg->zygote_auto,
 		.warm_limits = cfg->run_max,
 	};
 	if (px_init(&pc, err, sizeof err)) {

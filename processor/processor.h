@@ -42,7 +42,8 @@ typedef struct pr_config {
 	const char *runtime_version; /* NULL: run runtime.conf's command */
 	int ipc_mode;                /* ipc:// socket file mode; -1: nng's */
 	bool prewarm;                /* --prewarm on */
-	bool zygote;                 /* --zygote on */
+	bool zygote;                 /* --zygote on (or auto) */
+	bool zygote_auto;            /* --zygote auto: on where the runtime and level allow */
 } pr_config;
 
 /* config.c: 0 to run, 1 when --help was printed, -1 on a bad flag. */

@@ -67,6 +67,7 @@ typedef struct px_config {
 	 * namespaces. With prewarm too, the prewarmed sandboxes' stages are
 	 * the server's children. */
 	bool zygote;
+	bool zygote_auto; /* with zygote: where it cannot be, off (logged), not a failure */
 } px_config;
 
 typedef struct px_slot px_slot;

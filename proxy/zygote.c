@@ -153,26 +153,39 @@ static int wait_ready(char *err, size_t errlen)
 	return -1;
 }
 
+/* Whether this worker can have a fork server; err says why not. */
+static bool possible(char *err, size_t errlen)
+{
+	char exe[PX_PATH + 16];
+	snprintf(exe, sizeof exe, "%s/zygote.sh", px_w.runtime_dir);
+	if (access(exe, X_OK) < 0)
+		snprintf(err, errlen, "--zygote on: this runtime has no fork server (%s: %s)",
+		         exe, strerror(errno));
+	else if (px_w.cfg.has_compile)
+		snprintf(err, errlen, "--zygote on: not with a compiled runtime (compile.sh)");
+	else if (px_sandbox_level() < PX_LEVEL_NAMESPACES)
+		snprintf(err, errlen, "--zygote on needs isolation level namespaces or full "
+		         "(in force: %s)", px_level_name(px_sandbox_level()));
+	else
+		return true;
+	return false;
+}
+
 int px_zygote_init(char *err, size_t errlen)
 {
 	if (!px_w.cfg.zygote)
 		return 0;
+	if (!possible(err, errlen)) {
+		if (!px_w.cfg.zygote_auto)
+			return -1;
+		char q[600];
+		cr_log("info", "zygote auto: off", "why=%s", cr_log_quote(q, sizeof q, err));
+		px_w.cfg.zygote = false;
+		err[0] = '\0';
+		return 0;
+	}
 	char exe[PX_PATH + 16];
 	snprintf(exe, sizeof exe, "%s/zygote.sh", px_w.runtime_dir);
-	if (access(exe, X_OK) < 0) {
-		snprintf(err, errlen, "--zygote on: this runtime has no fork server (%s: %s)",
-		         exe, strerror(errno));
-		return -1;
-	}
-	if (px_w.cfg.has_compile) {
-		snprintf(err, errlen, "--zygote on: not with a compiled runtime (compile.sh)");
-		return -1;
-	}
-	if (px_sandbox_level() < PX_LEVEL_NAMESPACES) {
-		snprintf(err, errlen, "--zygote on needs isolation level namespaces or full "
-		         "(in force: %s)", px_level_name(px_sandbox_level()));
-		return -1;
-	}
 	const px_sandbox *sb = px_sandbox_for(0);
 	if (sb->seccomp) {
 		zy.bpf = memfd_with("corral-seccomp", sb->prog.filter,

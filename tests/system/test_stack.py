@@ -260,6 +260,17 @@ def test_each_worker_runs_its_hello_case(stack):
         assert reply["run"]["stdout"] == case.spec["expect"]["run"]["stdout"].encode(), (svc, reply)
 
 
+def test_fork_server_where_possible(stack):
+    """The stack's default --zygote auto: a runtime with zygote.sh runs
+    its fork server when the level allows it; the others say accel none."""
+    for svc, url in sorted(stack.workers.items()):
+        info = sp.call(url, {"v": 1, "op": "info"}, 10)
+        rt = runtime_of(svc)
+        has = (REPO / "runtimes" / rt / "zygote.sh").exists() and \
+            info["isolation"].split(":")[0] in ("namespaces", "full")
+        assert info["accel"] == ("zygote" if has else "none"), (svc, info)
+
+
 def test_logs_hold_the_workers_structured_lines(stack):
     for svc in stack.worker_services():
         current = stack.dir / "log" / svc / "current"
