@@ -10,8 +10,9 @@ before), limits and usage of the run alone, its whole tree killed at the
 end, the server out of reach of the code it forks; then a dead server
 (runs go cold), and the refusals of the switch. The run tests go twice:
 zygote alone, and with --prewarm on too (the server's child waits in a
-prewarmed sandbox for its handoff). Nothing is timed here: bench/
-measures.
+prewarmed sandbox for its handoff). Each check runs for every runtime
+with a zygote.sh, with the same program written in its language
+(PROGRAMS). Nothing is timed here: bench/ measures.
 """
 import os
 import pathlib
@@ -46,7 +47,7 @@ def level(w):
 
 @pytest.fixture(scope="module", params=sorted(MODES))
 def zworker(module_workers, request):
-    def get(rt="python", slots=2):
+    def get(rt, slots=2):
         tr.require_installed(rt)
         w = module_workers(rt, slots=slots, args=MODES[request.param])
         if level(w) not in ("namespaces", "full"):
@@ -65,7 +66,7 @@ def used_zygote(w):
 
 
 def server_pids(w):
-    """The worker's zygote server(s): its children running zygote.py."""
+    """The worker's zygote server(s): its children running zygote.*."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -76,7 +77,7 @@ def server_pids(w):
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == w.proc.pid and b"zygote.py" in cmd:
+        if ppid == w.proc.pid and is_server(cmd):
             out.append(int(d))
     return out
 
@@ -113,33 +114,149 @@ def parent_not_visible(case, reply):
     assert run["stdout"] == want, run
 
 
-PROBE = (b"import builtins, os\n"
-         b"n = getattr(builtins, 'corral_n', 0)\n"
-         b"builtins.corral_n = n + 1\n"
-         b"open('/tmp/left', 'a').write('x')\n"
-         b"st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines()"
-         b" if ':\\t' in l)\n"
-         b"pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
-         b"print(n, os.path.getsize('/tmp/left'), os.getuid(), os.getgid(), pids,"
-         b" st['Seccomp'], st['NoNewPrivs'], st['CapEff'], st['CapPrm'], st['CapBnd'],"
-         b" os.getsid(0) == os.getpid())\n")
+# The programs the tests below run, in each language with a zygote.sh.
+# Each prints plain words so that one check fits all; %(port)d is the
+# worker's port.
+PROGRAMS = {
+    "python": ("main.py", {
+        # interpreter state and /tmp left by the run before, then the sandbox
+        "probe": "import builtins, os\n"
+                 "n = getattr(builtins, 'corral_n', 0)\n"
+                 "builtins.corral_n = n + 1\n"
+                 "open('/tmp/left', 'a').write('x')\n"
+                 "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines()"
+                 " if ':\\t' in l)\n"
+                 "pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+                 "print(n, os.path.getsize('/tmp/left'), os.getuid(), os.getgid(),"
+                 " ','.join(map(str, pids)), st['Seccomp'], st['NoNewPrivs'], st['CapEff'],"
+                 " st['CapPrm'], st['CapBnd'], 'yes' if os.getsid(0) == os.getpid() else 'no')\n",
+        "connect": "import socket\n"
+                   "s = socket.socket()\ns.settimeout(2)\n"
+                   "try:\n    s.connect(('127.0.0.1', %(port)d)); print('reached')\n"
+                   "except OSError as e:\n    print('refused', e.errno)\n",
+        "hog": "x = bytearray(200 * 1024 * 1024)\nprint(len(x))\n",
+        "spin": "while True:\n    pass\n",
+        "flood": "print('y' * 100000)\n",
+        "ok": "print('OK')\n",
+        "exit7": "import sys\nsys.exit(7)\n",
+        "raise": "raise ValueError('boom')\n",
+        "kill9": "import os\nos.kill(os.getpid(), 9)\n",
+        "env": "import os, sys\n"
+               "print(os.environ.get('GREETING'), os.environ['CORRAL_ENTRY'], '|'.join(sys.argv[1:]),"
+               " 'yes' if os.environ['HOME'] == os.getcwd() else 'no', sys.stdin.read())\n",
+        "daemon": "import os\n"
+                  "if os.fork() == 0:\n"
+                  "    os.setsid()\n"
+                  "    if os.fork() == 0:\n"
+                  "        os.execvp('sleep', ['sleep', '60'])\n"
+                  "    os._exit(0)\n"
+                  "print(os.getuid())\n",
+        "reach": "import os, signal\n"
+                 "print(os.getppid(), ','.join(sorted(p for p in os.listdir('/proc') if p.isdigit())),"
+                 " flush=True)\n"
+                 "try:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n",
+        "sleep": "import time\ntime.sleep(30)\n",
+        "say": "print('%(word)s')\n",
+    }),
+    "ruby": ("main.rb", {
+        "probe": "n = $corral_n || 0\n$corral_n = n + 1\n"
+                 "File.write('/tmp/left', 'x', mode: 'a')\n"
+                 "st = File.read('/proc/self/status').lines.map { |l| l.chomp.split(\":\\t\", 2) }"
+                 ".select { |kv| kv.size == 2 }.to_h\n"
+                 "pids = Dir.children('/proc').grep(/\\A\\d+\\z/).map(&:to_i).sort\n"
+                 "puts [n, File.size('/tmp/left'), Process.uid, Process.gid, pids.join(','),"
+                 " st['Seccomp'], st['NoNewPrivs'], st['CapEff'], st['CapPrm'], st['CapBnd'],"
+                 " Process.getsid == Process.pid ? 'yes' : 'no'].join(' ')\n",
+        "connect": "require 'socket'\n"
+                   "begin\n  Socket.tcp('127.0.0.1', %(port)d, connect_timeout: 2)\n  puts 'reached'\n"
+                   "rescue SystemCallError => e\n  puts \"refused #{e.errno}\"\nend\n",
+        "hog": "x = 'x' * (200 * 1024 * 1024)\nputs x.size\n",
+        "spin": "loop {}\n",
+        "flood": "puts 'y' * 100000\n",
+        "ok": "puts 'OK'\n",
+        "exit7": "exit 7\n",
+        "raise": "raise ArgumentError, 'boom'\n",
+        "kill9": "Process.kill(9, Process.pid)\n",
+        "env": "puts [ENV['GREETING'], ENV['CORRAL_ENTRY'], ARGV.join('|'),"
+               " ENV['HOME'] == Dir.pwd ? 'yes' : 'no', $stdin.read].join(' ')\n",
+        "daemon": "if fork.nil?\n  Process.setsid\n  exec('sleep', '60') if fork.nil?\n  exit!(0)\nend\n"
+                  "puts Process.uid\n",
+        "reach": "puts \"#{Process.ppid} #{Dir.children('/proc').grep(/\\A\\d+\\z/).sort.join(',')}\"\n"
+                 "$stdout.flush\n"
+                 "begin\n  Process.kill(:KILL, -1)\nrescue SystemCallError\nend\n",
+        "sleep": "sleep 30\n",
+        "say": "puts '%(word)s'\n",
+    }),
+    "php": ("main.php", {
+        "probe": "<?php\n$n = $GLOBALS['corral_n'] ?? 0;\n$GLOBALS['corral_n'] = $n + 1;\n"
+                 "file_put_contents('/tmp/left', 'x', FILE_APPEND);\nclearstatcache();\n"
+                 "$st = [];\nforeach (file('/proc/self/status', FILE_IGNORE_NEW_LINES) as $l) {\n"
+                 "    $kv = explode(\":\\t\", $l, 2);\n    if (count($kv) == 2) $st[$kv[0]] = $kv[1];\n}\n"
+                 "$pids = array_values(array_filter(scandir('/proc'), 'ctype_digit'));\n"
+                 "sort($pids, SORT_NUMERIC);\n"
+                 "echo implode(' ', [$n, filesize('/tmp/left'), posix_getuid(), posix_getgid(),"
+                 " implode(',', $pids), $st['Seccomp'], $st['NoNewPrivs'], $st['CapEff'],"
+                 " $st['CapPrm'], $st['CapBnd'], posix_getsid(0) == posix_getpid() ? 'yes' : 'no']),"
+                 " \"\\n\";\n",
+        "connect": "<?php\n$s = @fsockopen('127.0.0.1', %(port)d, $errno, $errstr, 2);\n"
+                   "echo $s ? 'reached' : \"refused $errno\", \"\\n\";\n",
+        "hog": "<?php\n$x = str_repeat('x', 200 * 1024 * 1024);\necho strlen($x), \"\\n\";\n",
+        "spin": "<?php\nwhile (true) {}\n",
+        "flood": "<?php\necho str_repeat('y', 100000), \"\\n\";\n",
+        "ok": "<?php\necho \"OK\\n\";\n",
+        "exit7": "<?php\nexit(7);\n",
+        "raise": "<?php\nthrow new RuntimeException('boom');\n",
+        "kill9": "<?php\nposix_kill(posix_getpid(), 9);\n",
+        "env": "<?php\necho implode(' ', [getenv('GREETING'), getenv('CORRAL_ENTRY'),"
+               " implode('|', array_slice($argv, 1)), getenv('HOME') == getcwd() ? 'yes' : 'no',"
+               " stream_get_contents(STDIN)]), \"\\n\";\n",
+        "daemon": "<?php\nif (pcntl_fork() == 0) {\n    posix_setsid();\n"
+                  "    if (pcntl_fork() == 0) pcntl_exec('/bin/sleep', ['60']);\n    exit(0);\n}\n"
+                  "echo posix_getuid(), \"\\n\";\n",
+        "reach": "<?php\n$p = array_filter(scandir('/proc'), 'ctype_digit');\nsort($p, SORT_STRING);\n"
+                 "echo posix_getppid(), ' ', implode(',', $p), \"\\n\";\n"
+                 "posix_kill(-1, 9);\n",
+        "sleep": "<?php\nsleep(30);\n",
+        "say": "<?php\necho \"%(word)s\\n\";\n",
+    }),
+}
+# What each language's uncaught error ends with: exit code, stderr piece.
+RAISED = {"python": (1, b"ValueError: boom"), "ruby": (1, b"boom (ArgumentError)"),
+          "php": (255, b"PHP Fatal error:  Uncaught RuntimeException: boom")}
 
 
-def test_each_run_in_its_own_sandbox(zworker):
+def prog(rt, name, **fmt):
+    """{entry: code} of one of PROGRAMS."""
+    entry, progs = PROGRAMS[rt]
+    return {entry: (progs[name] % fmt if fmt else progs[name]).encode()}
+
+
+def sandboxed(out):
+    """A probe's line after n, size, uid, gid: pids [1, 2], seccomp filter,
+    no_new_privs, no capability, its own session."""
+    return out.split(" ", 4)[4] == ("1,2 2 1 0000000000000000 0000000000000000 "
+                                     "0000000000000000 yes\n")
+
+
+def test_programs_cover_every_zygote():
+    assert set(ZYGOTE) <= set(PROGRAMS), "no test programs for %s" % (set(ZYGOTE) - set(PROGRAMS))
+
+
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_each_run_in_its_own_sandbox(rt, zworker):
     """Every run on one slot: no interpreter state or /tmp file of the run
     before, a pid namespace holding only the keeper and the run, the
     slot's uid, seccomp, no_new_privs, no capability, its own session."""
-    w = zworker(slots=1)
+    w = zworker(rt, slots=1)
     uids = set()
     for i in range(4):
-        r = w.run({"main.py": PROBE}, id="zprobe-%d" % i)
+        r = w.run(prog(rt, "probe"), id="zprobe-%d" % i)
         assert r["ok"] and r["run"]["status"] == "ok", r
         out = r["run"]["stdout"].decode()
-        n, size, uid, gid, rest = out.split(" ", 4)
+        n, size, uid, gid, _ = out.split(" ", 4)
         assert n == "0", "interpreter state survived a run: %r" % out
         assert size == "1", "/tmp survived a run: %r" % out
-        assert rest.startswith("[1, 2] 2 1 0000000000000000 0000000000000000 "
-                               "0000000000000000 True"), out
+        assert sandboxed(out), out
         if os.geteuid() == 0:
             assert int(uid) >= 60000 and uid != "0" and gid != "0", out
         uids.add(uid)
@@ -147,70 +264,69 @@ def test_each_run_in_its_own_sandbox(zworker):
     assert used_zygote(w), w.log()
 
 
-def test_no_network(zworker):
-    w = zworker()
-    code = (b"import socket\n"
-            b"s = socket.socket()\ns.settimeout(2)\n"
-            b"try:\n    s.connect(('127.0.0.1', %d)); print('reached')\n"
-            b"except OSError as e:\n    print('refused', e.errno)\n" % w.port)
-    r = w.run({"main.py": code})
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_no_network(rt, zworker):
+    w = zworker(rt)
+    r = w.run(prog(rt, "connect", port=w.port))
     assert r["ok"] and r["run"]["stdout"].startswith(b"refused"), r
 
 
-def test_limits_and_usage_are_the_runs(zworker):
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_limits_and_usage_are_the_runs(rt, zworker):
     """Memory, CPU and output limits hold; the interpreter start, paid once
     by the server, is not charged to the run."""
-    w = zworker()
-    r = w.run({"main.py": b"x = bytearray(200 * 1024 * 1024)\nprint(len(x))\n"},
-              limits={"memory_bytes": 64 << 20})
+    w = zworker(rt)
+    r = w.run(prog(rt, "hog"), limits={"memory_bytes": 64 << 20})
     assert r["ok"] and r["run"]["status"] == "memory", r["run"]
-    r = w.run({"main.py": b"while True:\n    pass\n"}, limits={"cpu_ms": 300, "wall_ms": 5000})
+    r = w.run(prog(rt, "spin"), limits={"cpu_ms": 300, "wall_ms": 5000})
     assert r["ok"] and r["run"]["status"] == "timeout", r["run"]
     assert r["run"]["wall_ms"] < 4000, r["run"]
-    r = w.run({"main.py": b"print('y' * 100000)\n"}, limits={"output_bytes": 1000})
+    r = w.run(prog(rt, "flood"), limits={"output_bytes": 1000})
     assert r["ok"] and r["run"]["status"] == "output", r["run"]
-    r = w.run({"main.py": b"print('OK')\n"})
+    r = w.run(prog(rt, "ok"))
     assert r["ok"] and r["run"]["status"] == "ok" and r["run"]["stdout"] == b"OK\n", r
     assert r["run"]["cpu_ms"] < 15, "the interpreter start was charged: %r" % r["run"]
     assert used_zygote(w), w.log()
 
 
-def test_exit_codes_and_errors(zworker):
-    w = zworker()
-    r = w.run({"main.py": b"import sys\nsys.exit(7)\n"})
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_exit_codes_and_errors(rt, zworker):
+    w = zworker(rt)
+    r = w.run(prog(rt, "exit7"))
     assert r["ok"] and r["run"]["exit_code"] == 7, r
-    r = w.run({"main.py": b"raise ValueError('boom')\n"})
-    assert r["ok"] and r["run"]["exit_code"] == 1, r
-    assert b"ValueError: boom" in r["run"]["stderr"] and b"zygote" not in r["run"]["stderr"], r
-    r = w.run({"main.py": b"import os\nos.kill(os.getpid(), 9)\n"})
+    r = w.run(prog(rt, "raise"))
+    code, says = RAISED[rt]
+    assert r["ok"] and r["run"]["exit_code"] == code and says in r["run"]["stderr"], r
+    if rt == "python":  # ruby's backtrace ends in zygote.rb's `load`, as warm.rb's in its own
+        assert b"zygote" not in r["run"]["stderr"], r
+    r = w.run(prog(rt, "kill9"))
     assert r["ok"] and r["run"]["status"] == "signal" and r["run"]["signal"] == "SIGKILL", r
 
 
-def test_env_args_and_stdin_are_the_runs(zworker):
-    w = zworker()
-    code = (b"import os, sys\n"
-            b"print(os.environ.get('GREETING'), os.environ['CORRAL_ENTRY'], sys.argv[1:], "
-            b"os.environ['HOME'] == os.getcwd(), sys.stdin.read())\n")
-    r = w.run({"main.py": code}, env={"GREETING": "hi there"}, args=["a", "b c"],
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_env_args_and_stdin_are_the_runs(rt, zworker):
+    w = zworker(rt)
+    entry = PROGRAMS[rt][0]
+    r = w.run(prog(rt, "env"), env={"GREETING": "hi there"}, args=["a", "b c"],
               stdin=b"from stdin")
     assert r["ok"], r
-    assert r["run"]["stdout"] == b"hi there main.py ['a', 'b c'] True from stdin\n", r
+    assert r["run"]["stdout"] == b"hi there %s a|b c yes from stdin\n" % entry.encode(), r
 
 
-def test_daemon_is_killed_with_the_run(zworker):
+def is_server(cmd):
+    """The cmdline of a zygote server, or of its child still waiting in a
+    prewarmed sandbox."""
+    return any(b"/zygote." in a for a in cmd.split(b"\0"))
+
+
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_daemon_is_killed_with_the_run(rt, zworker):
     """A double-forked, setsid'd child dies with the run: nothing of the
     slot's uid is left on the host (but, with prewarm, the slot's next
-    sandbox waiting: the server's child, zygote.py; the daemon execs
-    sleep), and the next run's pid namespace is empty but for itself."""
-    w = zworker(slots=1)
-    code = (b"import os\n"
-            b"if os.fork() == 0:\n"
-            b"    os.setsid()\n"
-            b"    if os.fork() == 0:\n"
-            b"        os.execvp('sleep', ['sleep', '60'])\n"
-            b"    os._exit(0)\n"
-            b"print(os.getuid())\n")
-    r = w.run({"main.py": code})
+    sandbox waiting: the server's child; the daemon execs sleep), and the
+    next run's pid namespace is empty but for itself."""
+    w = zworker(rt, slots=1)
+    r = w.run(prog(rt, "daemon"))
     assert r["ok"] and r["run"]["status"] == "ok", r
     uid = int(r["run"]["stdout"])
     time.sleep(0.2)
@@ -219,39 +335,37 @@ def test_daemon_is_killed_with_the_run(zworker):
         try:
             if d.isdigit() and os.stat("/proc/" + d).st_uid == uid and uid != os.geteuid():
                 cmd = open("/proc/%s/cmdline" % d, "rb").read()
-                if not (w.mode == "prewarm+zygote" and b"zygote.py" in cmd):
+                if not (w.mode == "prewarm+zygote" and is_server(cmd)):
                     left.append((d, cmd))
         except OSError:
             pass
     assert not left, "processes of uid %d outlived the run: %s" % (uid, left)
-    r = w.run({"main.py": PROBE})
-    assert b" [1, 2] " in r["run"]["stdout"], r
+    r = w.run(prog(rt, "probe"))
+    assert sandboxed(r["run"]["stdout"].decode()), r
 
 
-def test_server_out_of_reach(zworker):
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_server_out_of_reach(rt, zworker):
     """The code a server forked cannot see or signal it: kill(-1) and a
     scan of /proc find nothing but the run, and the server still forks
     for the next runs."""
-    w = zworker()
+    w = zworker(rt)
     before = server_pids(w)
     assert len(before) == 1, before
-    code = (b"import os, signal\n"
-            b"print(os.getppid(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
-            b"try:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n")
-    r = w.run({"main.py": code})
+    r = w.run(prog(rt, "reach"))
     assert r["ok"], r
-    assert r["run"]["stdout"].startswith(b"0 [1, 2]"), r
-    r = w.run({"main.py": b"print('still')\n"})
+    assert r["run"]["stdout"].startswith(b"0 1,2\n"), r
+    r = w.run(prog(rt, "say", word="still"))
     assert r["ok"] and r["run"]["stdout"] == b"still\n", r
     assert server_pids(w) == before
     assert used_zygote(w), w.log()
 
 
-def test_cancel_a_zygote_run(zworker):
-    w = zworker()
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_cancel_a_zygote_run(rt, zworker):
+    w = zworker(rt)
     box = {}
-    t = threading.Thread(target=lambda: box.update(r=w.run(
-        {"main.py": b"import time\ntime.sleep(30)\n"}, id="zcancel-me")))
+    t = threading.Thread(target=lambda: box.update(r=w.run(prog(rt, "sleep"), id="zcancel-me")))
     t.start()
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -261,15 +375,16 @@ def test_cancel_a_zygote_run(zworker):
     t.join(20)
     assert not t.is_alive()
     assert box["r"]["ok"] is False and box["r"]["error"]["code"] == "cancelled", box["r"]
-    r = w.run({"main.py": b"print('after')\n"})
+    r = w.run(prog(rt, "say", word="after"))
     assert r["ok"] and r["run"]["stdout"] == b"after\n", r
 
 
-def test_dead_server_runs_cold(worker_factory):
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_dead_server_runs_cold(rt, worker_factory):
     """The server killed from outside: logged once, every run still served
     (cold)."""
-    tr.require_installed("python")
-    w = worker_factory("python", slots=1, args=ON)
+    tr.require_installed(rt)
+    w = worker_factory(rt, slots=1, args=ON)
     if level(w) not in ("namespaces", "full"):
         pytest.skip("the zygote needs isolation namespaces or full")
     pids = server_pids(w)
@@ -277,7 +392,7 @@ def test_dead_server_runs_cold(worker_factory):
     os.kill(pids[0], signal.SIGKILL)
     time.sleep(0.2)
     for i in range(3):
-        r = w.run({"main.py": b"print('cold', %d)\n" % i})
+        r = w.run(prog(rt, "say", word="cold %d" % i))
         assert r["ok"] and r["run"]["stdout"] == b"cold %d\n" % i, r
     assert w.log().count("zygote server is gone") == 1, w.log()
     assert w.alive()
@@ -302,12 +417,14 @@ def test_runtime_without_zygote_refused(tmp_path):
     assert p.returncode != 0 and "has no fork server" in p.stderr, p
 
 
-def test_info_says_zygote(zworker):
-    w = zworker()
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_info_says_zygote(rt, zworker):
+    w = zworker(rt)
     assert w.call({"v": 1, "op": "info"})["accel"] == w.mode
 
 
-def test_unprivileged_worker():
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_unprivileged_worker(rt):
     """Without root (namespaces through a user namespace) the server's
     child joins the keeper's user namespace first: a run is in its own
     pid namespace, seccomp'd, without capabilities or network."""
@@ -315,6 +432,7 @@ def test_unprivileged_worker():
     import shutil
     import tempfile
     import sp
+    tr.require_installed(rt)
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root to run the worker as another user")
     d = tempfile.mkdtemp(prefix="corral-zygote-nobody.")
@@ -322,7 +440,7 @@ def test_unprivileged_worker():
     rfd, wfd = os.pipe()
     log = open(os.path.join(d, "log"), "wb")
     proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                             processor(), "--runtime-dir", str(RUNTIMES / "python"),
+                             processor(), "--runtime-dir", str(RUNTIMES / rt),
                              "--state-dir", d + "/state", "--isolation", "namespaces",
                              "--listen", "ipc://%s/w" % d, "--slots", "1",
                              "--notify-fd", str(wfd)] + list(ON),
@@ -335,14 +453,13 @@ def test_unprivileged_worker():
             pytest.skip("level namespaces is not available without root here: " + text)
         assert ready == b"\n", text
         assert "accel=zygote" in text and "ns(pid,mnt,net,ipc,uts,user)" in text, text
-        msg = {"v": 1, "op": "run", "id": "nobody", "files": [{"name": "main.py",
-                                                                 "content": PROBE}]}
+        (name, code), = prog(rt, "probe").items()
+        msg = {"v": 1, "op": "run", "id": "nobody", "files": [{"name": name, "content": code}]}
         for _ in range(2):
             r = sp.call("ipc://%s/w" % d, msg, 30)
             assert r["ok"] and r["run"]["status"] == "ok", r
             out = r["run"]["stdout"].decode()
-            assert out.startswith("0 1 0 0 [1, 2] 2 1 0000000000000000 0000000000000000 "
-                                  "0000000000000000 True"), out
+            assert out.startswith("0 1 0 0 ") and sandboxed(out), out
     finally:
         os.close(rfd)
         proc.terminate()
