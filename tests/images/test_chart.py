@@ -245,11 +245,94 @@ def test_full_values_reach_the_pods(full_docs):
     (["--set", "gateway.race=3"], "race"),
     (["--set", "worker.limits.walltime=5"], "walltime"),
     (["--set", "gateway.replicaz=2"], "replicaz"),
+    (["--set", "worker.prewarm=on"], "/worker/prewarm"),
+    (["--set", "worker.zygote=1"], "/worker/zygote"),
+    (["--set", "runtimes[0].name=python", "--set", "runtimes[0].image.repository=x",
+      "--set", "runtimes[0].zygote=yes"], "/runtimes/0/zygote"),
 ])
 def test_bad_values_refused(helm, override, message):
     p = helm("template", "rel", str(CHART), *override, check=False)
     assert p.returncode != 0
     assert message in p.stderr, p.stderr
+
+
+def fast_paths(docs):
+    """{deployment: (CORRAL_PREWARM, CORRAL_ZYGOTE)} of the worker pods."""
+    out = {}
+    for name, d in by_kind(docs, "Deployment").items():
+        env = {e["name"]: e.get("value") for e in container(d)["env"]}
+        if "CORRAL_LISTEN" in env:
+            out[name] = (env.get("CORRAL_PREWARM"), env.get("CORRAL_ZYGOTE"))
+    return out
+
+
+def test_fast_paths_off_by_default(default_docs, full_docs):
+    """Both off unless asked for, said explicitly to every worker."""
+    for docs in (default_docs, full_docs):
+        fp = fast_paths(docs)
+        assert fp and set(fp.values()) == {("off", "off")}, fp
+
+
+def test_fast_paths_worker_level(helm, tools, tmp_path):
+    docs = render(helm, "--set", "worker.prewarm=true", "--set", "worker.zygote=true",
+                  "--set", "worker.isolation=namespaces")
+    fp = fast_paths(docs)
+    assert len(fp) == 6 and set(fp.values()) == {("on", "on")}, fp
+    p = validate(tools, docs, tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_fast_paths_per_runtime_override(helm, tools, tmp_path):
+    """A runtime's own prewarm/zygote wins over worker's, false included;
+    zygote is checked against the runtime's effective isolation."""
+    values = {
+        "worker": {"prewarm": True, "zygote": True, "isolation": "seccomp"},
+        "runtimes": [
+            {"name": "python", "image": {"repository": "corral/runtime-python"},
+             "isolation": "namespaces"},                       # inherits both
+            {"name": "ruby", "image": {"repository": "corral/runtime-ruby"},
+             "isolation": "full", "prewarm": False},
+            {"name": "c", "image": {"repository": "corral/runtime-c"},
+             "zygote": False, "prewarm": False},               # seccomp: zygote off is fine
+            {"name": "node", "image": {"repository": "corral/runtime-node"},
+             "isolation": "unprivileged", "zygote": False},
+        ],
+    }
+    f = tmp_path / "values.yaml"
+    f.write_text(json.dumps(values))
+    docs = render(helm, "-f", str(f))
+    assert fast_paths(docs) == {
+        "rel-corral-python": ("on", "on"),
+        "rel-corral-ruby": ("off", "on"),
+        "rel-corral-c": ("off", "off"),
+        "rel-corral-node": ("on", "off"),
+    }
+    p = validate(tools, docs, tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # The other way round: off for the worker, on for one runtime.
+    values = {"worker": {"isolation": "full"},
+              "runtimes": [{"name": "python", "image": {"repository": "corral/runtime-python"},
+                            "prewarm": True, "zygote": True},
+                           {"name": "bash", "image": {"repository": "corral/runtime-bash"}}]}
+    f.write_text(json.dumps(values))
+    assert fast_paths(render(helm, "-f", str(f))) == {
+        "rel-corral-python": ("on", "on"), "rel-corral-bash": ("off", "off")}
+
+
+@pytest.mark.parametrize("override, runtime, level", [
+    (["--set", "worker.zygote=true"], "python", "seccomp"),
+    (["--set", "worker.zygote=true", "--set", "worker.isolation=unprivileged"], "python", "unprivileged"),
+    (["--set", "worker.isolation=full", "--set", "runtimes[0].name=ruby",
+      "--set", "runtimes[0].image.repository=x", "--set", "runtimes[0].zygote=true",
+      "--set", "runtimes[0].isolation=seccomp"], "ruby", "seccomp"),
+])
+def test_zygote_below_namespaces_refused(helm, override, runtime, level):
+    """The worker refuses --zygote on below level namespaces; the chart
+    refuses the install rather than leave a crash-looping pod."""
+    p = helm("template", "rel", str(CHART), *override, check=False)
+    assert p.returncode != 0
+    assert ('runtime "%s": zygote: true needs isolation full or namespaces, not %s'
+            % (runtime, level)) in p.stderr, p.stderr
 
 
 def test_every_values_key_is_commented():

@@ -168,3 +168,25 @@ override wins (e.g. autoscaling.enabled: false on one runtime).
 {{- range $k, $v := (index . 1 | default dict) }}{{ $_ := set $out $k $v }}{{ end -}}
 {{- toJson $out -}}
 {{- end -}}
+
+{{/*
+A runtime's fast paths, as JSON {"prewarm": bool, "zygote": bool}:
+(list $ $runtime level). A runtime's own prewarm/zygote override
+`worker`'s (a false wins too). Fails the install for what the worker
+would refuse at start-up, since a crash-looping pod is worse than a failed
+install: zygote below the `namespaces` sandbox level (profiles `seccomp`
+and `unprivileged`), where the fork server's children could not be held
+in the run's pid namespace (docs/isolation.md, "Fork server").
+*/}}
+{{- define "corral.accel" -}}
+{{- $root := index . 0 -}}
+{{- $rt := index . 1 -}}
+{{- $level := index . 2 -}}
+{{- $w := $root.Values.worker -}}
+{{- $prewarm := hasKey $rt "prewarm" | ternary $rt.prewarm $w.prewarm -}}
+{{- $zygote := hasKey $rt "zygote" | ternary $rt.zygote $w.zygote -}}
+{{- if and $zygote (not (has $level (list "full" "namespaces"))) -}}
+{{- fail (printf "runtime %q: zygote: true needs isolation full or namespaces, not %s (the worker refuses --zygote on below sandbox level namespaces and would crash-loop); set isolation: namespaces (or full) for this runtime, or zygote: false" $rt.name $level) -}}
+{{- end -}}
+{{- toJson (dict "prewarm" (not (not $prewarm)) "zygote" (not (not $zygote))) -}}
+{{- end -}}
