@@ -8,25 +8,61 @@
 // $_SERVER) replaced, the entry required in the global scope with no
 // variable of ours left in it. php.ini settings are those of the warm
 // start. It serves one invocation.
-$__corral_entry = (static function () {
-    $sock = fopen('php://fd/3', 'r+');
+//
+// The functions are also the fork server's (zygote.php): its child, once
+// in its sandbox, takes the invocation with prepare (or receive,
+// prewarmed) and requires the entry at its own top level. The require
+// must be at a top level (in a function, the entry's variables would be
+// the function's, not globals), so it is the caller's line, not a
+// function here; the namespace keeps our names out of the program's way.
+namespace Corral\Warm;
+
+/** "ready" on fd 3, then the handoff read to EOF: [entry, args, env]. */
+function receive(): array
+{
+    $sock = fopen('php://fd/3', 'r+'); // a dup of fd 3
     @fwrite($sock, "ready\n");
     $data = stream_get_contents($sock);
     fclose($sock);
-    $f = explode("\0", (string)$data);
+    close3();
+    return parse((string)$data);
+}
+
+/** Fd 3 itself closed, as the contract asks: php://fd/3 was a dup. Needs
+ * FFI (php8.2-common has it); without it fd 3 stays open, harmless to us. */
+function close3(): void
+{
+    if (class_exists('FFI', false)) {
+        try {
+            \FFI::cdef('int close(int);')->close(3);
+        } catch (\Throwable $e) {
+            // FFI disabled (ffi.enable): leave it
+        }
+    }
+}
+
+/** The handoff's entry, args and environment (exits 125 when malformed). */
+function parse(string $data): array
+{
+    $f = explode("\0", $data);
     if (count($f) < 4 || $f[0] !== 'corral-warm 1' || end($f) !== '') {
         fwrite(STDERR, "corral warm.php: malformed handoff\n");
         exit(125);
     }
     $nargs = (int)$f[2];
-    $entry = $f[1];
-    $args = array_slice($f, 3, $nargs);
+    return [$f[1], array_slice($f, 3, $nargs), array_slice($f, 3 + $nargs, -1)];
+}
+
+/** $argv, $argc, $_SERVER, $_ENV and getenv the invocation's; returns the
+ * path to require. $env: KEY=VALUE strings. */
+function prepare(string $entry, array $args, array $env): string
+{
     foreach (array_keys(getenv()) as $k) {
         putenv($k);
         unset($_SERVER[$k]);
     }
     $_ENV = [];
-    foreach (array_slice($f, 3 + $nargs, -1) as $kv) {
+    foreach ($env as $kv) {
         putenv($kv);
         [$k, $v] = explode('=', $kv, 2);
         $_ENV[$k] = $v;
@@ -39,9 +75,8 @@ $__corral_entry = (static function () {
         $_SERVER[$k] = $entry;
     }
     return $entry[0] === '/' ? $entry : './' . $entry;
-})();
-require (static function () {
-    $e = $GLOBALS['__corral_entry'];
-    unset($GLOBALS['__corral_entry']);
-    return $e;
-})();
+}
+
+if (realpath($_SERVER['SCRIPT_FILENAME'] ?? '') === __FILE__) {
+    require prepare(...receive());
+}

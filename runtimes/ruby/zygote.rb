@@ -410,10 +410,18 @@ module CorralZygote
       exit!(127)
     end
 
+    # Watches our child pid through a pidfd; without one (EMFILE...),
+    # ends it and reports that.
     def watch(pid, status, failr)
       pidfd = Libc::SYSCALL.call(SYS_PIDFD_OPEN, pid, 0)
-      raise SystemCallError.new("pidfd_open", CorralZygote.errno) if pidfd < 0
-      @children[pidfd] = [pid, status, failr]
+      return @children[pidfd] = [pid, status, failr] if pidfd >= 0
+      err = CorralZygote.errno
+      Process.kill(:KILL, pid)
+      CorralZygote.wait(pid)
+      return if status.nil?
+      CorralZygote.report(status, 1, STEP_SANDBOX, err)
+      CorralZygote.close(status)
+      CorralZygote.close(failr)
     end
 
     def reap(pidfd)

@@ -54,3 +54,42 @@ def hw(request, tmp_path_factory):
     w.uid_base = int(args[args.index("--uid-base") + 1]) if "--uid-base" in args else None
     yield w
     w.stop()
+
+
+# The other fork servers (ruby, php): their representative cases
+# (test_hostile_zygotes.py) at the namespace levels, zygote alone and with
+# prewarm.
+ZYGOTE_RUNTIMES = ["ruby", "php"]
+ZPARAMS = [(rt, l, m) for rt in ZYGOTE_RUNTIMES for m in MODES if "zygote" in m
+           for l in LEVELS if ORDER[l] >= ORDER["namespaces"]]
+
+
+@pytest.fixture(scope="module", params=ZPARAMS, ids=["%s-%s-%s" % p for p in ZPARAMS])
+def zhw(request, tmp_path_factory):
+    """A ruby or php worker (2 slots) with its fork server, at one level."""
+    rt, level, mode = request.param
+    if system_runtime_missing(rt):
+        pytest.skip("%s is not installed here" % rt)
+    tmp = tmp_path_factory.mktemp("hostile-%s-%s-%s" % request.param)
+    env = {"CORRAL_ISOLATION": level, "CORRAL_WORKDIR_BYTES": "32M",
+           "CORRAL_PREWARM": "on" if "prewarm" in mode else "off", "CORRAL_ZYGOTE": "on"}
+    try:
+        w = Worker(rt, slots=2, env=env, tmp=str(tmp))
+    except RuntimeError as e:
+        pytest.skip("isolation level %s is not available here: %s" % (level, e))
+    assert "accel=%s " % mode in w.log(), w.log()
+    w.rt, w.level, w.rank, w.prewarm = rt, level, ORDER[level], "prewarm" in mode
+    args = w.proc.args
+    w.uid_base = int(args[args.index("--uid-base") + 1]) if "--uid-base" in args else None
+    yield w
+    w.stop()
+
+
+def system_runtime_missing(rt):
+    """True when the runtime's version command fails here (as the system
+    tests tell an installed runtime)."""
+    import subprocess
+    conf = pathlib.Path(__file__).resolve().parents[2] / "runtimes" / rt / "runtime.conf"
+    cmd = [l.split("=", 1)[1].strip() for l in conf.read_text().splitlines()
+           if l.strip().startswith("version")][0]
+    return subprocess.run(["/bin/sh", "-c", cmd], capture_output=True).returncode != 0

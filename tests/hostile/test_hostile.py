@@ -29,7 +29,7 @@ def run(w, code, limits=None, **kw):
 def is_warm(pid):
     """A prewarmed sandbox's interpreter, waiting for its one invocation
     (it runs as the slot uid between runs, by design; with the fork server
-    it is the server's child, zygote.py), or that sandbox
+    it is the server's child, zygote.py, .rb or .php), or that sandbox
     being started: the stage process before its exec (still the
     processor's image) or warm.sh before it execs python3."""
     try:
@@ -43,6 +43,8 @@ def is_warm(pid):
     # may not be readable; comm is the processor's until the exec.
     return ((argv[:3] == [b"python3", b"-B", b"--"] and
              (argv[3].endswith(b"/runtime/warm.py") or argv[3].endswith(b"/runtime/zygote.py")))
+            or (argv[:2] == [b"ruby", b"--"] and argv[2].endswith(b"/runtime/zygote.rb"))
+            or (argv[:2] == [b"php", b"-f"] and argv[2].endswith(b"/runtime/zygote.php"))
             or any(a.endswith(b"/runtime/warm.sh") for a in argv[:2])
             or comm in ("corral-processo", "warm.sh"))
 

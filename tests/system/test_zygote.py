@@ -398,8 +398,111 @@ def test_dead_server_runs_cold(rt, worker_factory):
     assert w.alive()
 
 
+class Server:
+    """A runtime's zygote.sh started the way proxy/zygote.c starts it, fed
+    jobs by hand: the protocol and the server's failure paths, without a
+    worker."""
+
+    def __init__(self, rt, tmp):
+        import socket
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.err = open(os.path.join(tmp, "server.err"), "wb+")
+        self.proc = subprocess.Popen(
+            [str(RUNTIMES / rt / "zygote.sh")], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self.err, pass_fds=(3,), start_new_session=True,
+            preexec_fn=lambda: os.dup2(theirs.fileno(), 3),
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+                 "CORRAL_RUNTIME_DIR": str(RUNTIMES / rt)})
+        theirs.close()
+        self.sock.settimeout(20)
+        assert self.sock.recv(16) == b"ready", self.stderr()
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")
+
+    def job(self, ns, spec, head=None):
+        """Sends one job; returns its status (kind, a, b) or None (status
+        fd closed without one), and what the run wrote."""
+        import socket
+        import struct
+        fds = [os.open(p, os.O_RDONLY) for p in ns]
+        out_r, out_w = os.pipe()
+        st_r, st_w = os.pipe()
+        spec_fd = os.memfd_create("spec")
+        os.write(spec_fd, spec)
+        stdin = os.open("/dev/null", os.O_RDONLY)
+        fds += [stdin, out_w, out_w, st_w, spec_fd]
+        head = head or b"Z\0\0\0" + bytes([len(ns)])
+        self.sock.sendmsg([head], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(
+            "%di" % len(fds), *fds))])
+        for fd in set(fds):
+            os.close(fd)
+        st, out = read_to_eof(st_r), read_to_eof(out_r)
+        return (struct.unpack("=iiiiqq", st)[:3] if st else None), out
+
+    def close(self):
+        self.sock.close()
+        rc = self.proc.wait(20)
+        self.err.close()
+        return rc
+
+
+def read_to_eof(fd, timeout=20):
+    """All of a pipe, to EOF (every writer gone); closes it."""
+    import select
+    data, end = b"", time.time() + timeout
+    while True:
+        assert select.select([fd], [], [], max(0, end - time.time()))[0], \
+            "a writer is still open after %d s: %r" % (timeout, data)
+        b = os.read(fd, 4096)
+        if not b:
+            os.close(fd)
+            return data
+        data += b
+
+
+def spec(workdir, entry=None, code=None, drop=0, uid=-1):
+    """A run's spec (proxy/zygote.c, px_zygote_spec), no rlimits; with an
+    entry, its handoff."""
+    head = b"\0".join([b"corral-zygote 1", b"0", b"0", b"%d" % drop, b"%d" % uid, b"%d" % uid,
+                       os.fsencode(workdir), b"0"]) + b"\0"
+    if entry is None:
+        return head
+    (pathlib.Path(workdir) / entry).write_bytes(code)
+    return head + b"corral-warm 1\0%s\0" % entry.encode() + b"0\0PATH=/usr/bin:/bin\0"
+
+
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_server_reports_each_failure_and_goes_on(rt, tmp_path):
+    """A job that cannot start (namespaces that are not namespaces, a
+    malformed spec or header, a work dir that is not there) is reported
+    on its own status fd, or dropped with a line on stderr, and the server
+    forks the next one; the server holds none of the jobs' fds after them
+    (each status fd closes when its run ended)."""
+    if os.geteuid() != 0:
+        pytest.skip("joins this process's namespaces: needs root")
+    tr.require_installed(rt)
+    srv = Server(rt, str(tmp_path))
+    ours = ["/proc/self/ns/" + n for n in ("mnt", "pid", "net", "ipc", "uts")]
+    entry, progs = PROGRAMS[rt]
+    try:
+        assert srv.job(["/dev/null"] * 5, spec(tmp_path))[0] == (1, 10, 22)  # setns: EINVAL
+        assert srv.job(["/dev/null"] * 6, spec(tmp_path))[0] == (1, 10, 22)  # the runner's
+        assert srv.job(ours, b"not a spec")[0] == (1, 10, 22)
+        assert srv.job(ours, spec(tmp_path / "gone"))[0] == (1, 5, 2)  # chdir: ENOENT
+        assert srv.job(ours, spec(tmp_path), head=b"Y\0\0\0\5")[0] is None
+        assert "malformed job" in srv.stderr()
+        st, out = srv.job(ours, spec(tmp_path, entry, progs["ok"].encode()))
+        assert st == (0, 0, 0) and out == b"OK\n", (st, out, srv.stderr())
+        st, out = srv.job(ours, spec(tmp_path, entry, progs["exit7"].encode()))
+        assert st == (0, 7 << 8, 0), (st, out, srv.stderr())
+    finally:
+        assert srv.close() == 0, srv.stderr()
+
+
 @pytest.mark.parametrize("args,says", [
-    (("--zygote", "maybe"), "on or off"),
+    (("--zygote", "maybe"), "expected on, off or auto"),
     (ON + ("--isolation", "seccomp"), "needs isolation level namespaces or full"),
     (ON + ("--isolation", "none", "--prewarm", "on"), "needs isolation level namespaces or full"),
 ])
