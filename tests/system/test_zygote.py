@@ -382,7 +382,8 @@ def test_cancel_a_zygote_run(rt, zworker):
 @pytest.mark.parametrize("rt", ZYGOTE)
 def test_dead_server_runs_cold(rt, worker_factory):
     """The server killed from outside: logged once, every run still served
-    (cold)."""
+    (cold while there is none), and a new server started in the background
+    serves the runs after it."""
     tr.require_installed(rt)
     w = worker_factory(rt, slots=1, args=ON)
     if level(w) not in ("namespaces", "full"):
@@ -395,6 +396,15 @@ def test_dead_server_runs_cold(rt, worker_factory):
         r = w.run(prog(rt, "say", word="cold %d" % i))
         assert r["ok"] and r["run"]["stdout"] == b"cold %d\n" % i, r
     assert w.log().count("zygote server is gone") == 1, w.log()
+    deadline = time.time() + 15
+    while "zygote server is back" not in w.log() and time.time() < deadline:
+        w.run(prog(rt, "say", word="waiting"))  # a run is what looks for it
+        time.sleep(0.1)
+    assert "zygote server is back" in w.log(), w.log()
+    after = server_pids(w)
+    assert len(after) == 1 and after != pids, (pids, after)
+    r = w.run(prog(rt, "reach"))
+    assert r["ok"] and r["run"]["stdout"].startswith(b"0 1,2\n"), r  # forked: ppid 0
     assert w.alive()
 
 
