@@ -292,19 +292,9 @@ static int ask(int memfd, const px_plan *p)
 	for (int i = 0; i < F_MAX; i++)
 		if (plan[i] >= 0)
 			mask |= 1u << i, fds[n++] = plan[i];
-	struct iovec iov = { &mask, sizeof mask };
-	union { char buf[CMSG_SPACE(sizeof fds)]; struct cmsghdr align; } u;
-	memset(&u, 0, sizeof u);
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-	                    .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
 	int answer = 0;
 	pthread_mutex_lock(&fk.mu);
-	ssize_t w = sendmsg(fk.sock, &m, MSG_NOSIGNAL);
+	ssize_t w = px_send_fds(fk.sock, &mask, sizeof mask, fds, n, 0);
 	ssize_t r = w == sizeof mask ? recv(fk.sock, &answer, sizeof answer, 0) : -1;
 	pthread_mutex_unlock(&fk.mu);
 	if (r != sizeof answer) {

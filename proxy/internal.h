@@ -153,6 +153,10 @@ const char *px_step_name(int step);
 
 /* Keeps only the given fds open (async-signal-safe). */
 void px_close_except(const int *keep, int n);
+/* sendmsg of len bytes of data with n fds (SCM_RIGHTS), MSG_NOSIGNAL and
+ * flags; async-signal-safe. */
+#define PX_MAX_SEND_FDS 32
+ssize_t px_send_fds(int sock, const void *data, size_t len, const int *fds, int n, int flags);
 
 /* ---- forker.c ----------------------------------------------------------- */
 

@@ -58,6 +58,25 @@ const char *px_step_name(int step)
 
 /* ---- helpers safe after fork ------------------------------------------- */
 
+ssize_t px_send_fds(int sock, const void *data, size_t len, const int *fds, int n, int flags)
+{
+	if (n < 0 || n > PX_MAX_SEND_FDS) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct iovec iov = { (void *)data, len };
+	union { char buf[CMSG_SPACE(sizeof(int) * PX_MAX_SEND_FDS)]; struct cmsghdr align; } u;
+	memset(&u, 0, sizeof u);
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	                    .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
+	return sendmsg(sock, &m, MSG_NOSIGNAL | flags);
+}
+
 /* fork() without glibc: the keeper may have been made by a raw clone()
  * (namespaces) while another thread of the processor held one of the
  * locks glibc's fork() takes (atfork handlers, malloc arenas, stdio): the
@@ -492,20 +511,10 @@ static int zygote_send(const px_plan *p, int status_w)
 	if (p->warm_fd >= 0) /* prewarmed: the run's fd 3, the handoff comes there */
 		fds[n++] = p->warm_fd;
 	char hdr[5] = { 'Z', p->zygote_bpf >= 0, (char)ncg, p->warm_fd >= 0, (char)nns };
-	struct iovec iov = { hdr, sizeof hdr };
-	union { char buf[CMSG_SPACE(sizeof fds)]; struct cmsghdr align; } u;
-	memset(&u, 0, sizeof u);
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-	                    .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-	memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n);
 	/* never blocks: a server that stopped reading fails this run (setup
 	 * error) instead of leaving a keeper deaf to stop requests */
 	ssize_t w;
-	while ((w = sendmsg(p->zygote_sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 &&
+	while ((w = px_send_fds(p->zygote_sock, hdr, sizeof hdr, fds, n, MSG_DONTWAIT)) < 0 &&
 	       errno == EINTR)
 		;
 	int e = errno;
