@@ -158,6 +158,8 @@ static void forker_main(int sock)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	prctl(PR_SET_NAME, "corral-forker");
 	fk.sock = sock;
+	if (px_w.root)
+		cr_log("info", "forker ready", "base_roots=%d", px_sandbox_prebuild());
 	while (serve_one())
 		;
 	_exit(0);

@@ -619,6 +619,8 @@ static void keeper_main(const px_plan *p, pid_t parent)
 		keepfds[7] = p->zygote_sock, keepfds[8] = p->zygote_spec, keepfds[9] = p->zygote_bpf;
 	for (int i = 0; p->cg && i < p->cg->njoin; i++)
 		keepfds[nkeep++] = p->cg->join_fd[i];
+	if (p->sb && p->sb->base_ns >= 0) /* the forker's: px_sandbox_keeper joins it */
+		keepfds[nkeep++] = p->sb->base_ns;
 	px_close_except(keepfds, nkeep);
 	if (p->sb && px_sandbox_keeper(p->sb, p) < 0) {
 		k.r.setup_step = STEP_SANDBOX;

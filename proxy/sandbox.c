@@ -46,6 +46,15 @@
  * open_by_handle_at, TIOCSTI, acct, quotactl, syslog, personality
  * changes. Everything after fork here is async-signal-safe: all strings
  * and the BPF program are prepared at px_init.
+ *
+ * A root worker builds the part of the stage's root (above) that is the
+ * same for every run once per slot, in the forker (px_sandbox_prebuild): a mount
+ * namespace whose root it is, with /dev read-only and the slot's work dir
+ * folder bound read-only. A keeper then joins a private copy of it and
+ * mounts only /proc, /tmp, /dev/shm and its work dir (run_mounts): 7
+ * mounts instead of 35, and fewer to tear down when it exits. Without a
+ * forker, or through a user namespace, the keeper builds it all itself
+ * (build_root); both share common_root and run_mounts.
  */
 #include "sandbox.h"
 
@@ -357,7 +366,7 @@ static int make_dev(const char *root)
 		if (cat2(t, sizeof t, root, links[i][1]) < 0 || symlink(links[i][0], t) < 0)
 			return -1;
 	}
-	return tmpfs_at(root, "/dev/shm", "mode=1777,size=16m", MS_NOSUID | MS_NODEV);
+	return mkdirs(root, "/dev/shm", false);
 }
 
 static int user_maps(const px_sandbox *sb)
@@ -391,10 +400,11 @@ static int lo_up(void)
 	return rc;
 }
 
-static int build_root(const px_sandbox *sb, const px_plan *p)
+/* The part of a root that is the same for every run: a small tmpfs at r
+ * with the host's read-only binds and symlinks, the masks, /dev (its
+ * nodes bound, /dev/shm a mount point) and /proc and /tmp mount points. */
+static int common_root(const char *r)
 {
-	const char *r = sb->root;
-	char opts[64], num[24];
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    mount("tmpfs", r, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
 		return -1;
@@ -419,20 +429,76 @@ static int build_root(const px_sandbox *sb, const px_plan *p)
 			if (errno != ENOENT)
 				return -1;
 	}
-	if (make_dev(r) < 0 || mkdirs(r, "/proc", false) < 0)
-		return -1;
+	return make_dev(r) < 0 || mkdirs(r, "/proc", false) < 0 || mkdirs(r, "/tmp", false) < 0 ||
+	               bind_at(r, px_w.runtime_dir, px_w.runtime_dir, true, false, sbx.rt_locked) < 0
+	           ? -1 : 0;
+}
+
+static bool under_tmp(const char *path)
+{
+	return !strncmp(path, "/tmp", 4) && (path[4] == '/' || path[4] == '\0');
+}
+
+/* A detached copy of the mount tree at path (open_tree): attached later
+ * with attach_at, also in another mount namespace, or after the fresh
+ * /tmp has hidden path itself. */
+static int detach_copy(const char *path)
+{
+	return (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+}
+
+/* Attaches the detached tree fd at r+path, read-only unless rw. */
+static int attach_at(const char *r, int fd, const char *path, bool rw, unsigned long locked)
+{
 	char t[PX_PATH * 2];
-	if (cat2(t, sizeof t, r, "/proc") < 0 ||
-	    mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+	if (mkdirs(r, path, false) < 0 || cat2(t, sizeof t, r, path) < 0 ||
+	    syscall(SYS_move_mount, fd, "", AT_FDCWD, t, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		return -1;
-	if (cat2(opts, sizeof opts, "mode=1777,size=", utoa(num, sizeof num,
-	                                                    (unsigned long long)sb->tmp_bytes)) < 0 ||
-	    tmpfs_at(r, "/tmp", opts, MS_NOSUID | MS_NODEV) < 0)
-		return -1;
+	unsigned long f = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | locked;
+	return mount(NULL, t, NULL, rw ? f : f | MS_RDONLY, NULL);
+}
+
+/* Mounts, at r, what each run has of its own: /proc (of its pid
+ * namespace), /tmp and /dev/shm (fresh tmpfs), its work dir (writable,
+ * from wd, its detach_copy), and again the runtime dir if the fresh /tmp
+ * hid it (a state dir under /tmp, as in tests). layer (may be NULL): a
+ * folder of the read-only root to cover with a small tmpfs first, where
+ * the work dir's mount point is made (then read-only too). */
+static int run_mounts(const px_sandbox *sb, const char *r, const px_plan *p, int wd,
+                      const char *layer)
+{
+	char opts[64], num[24], t[PX_PATH * 2];
 	const char *rt = px_w.runtime_dir;
-	if (bind_at(r, rt, rt, true, false, sbx.rt_locked) < 0 ||
-	    bind_at(r, p->workdir, p->workdir, true, true, sbx.wd_locked) < 0)
-		return -1;
+	int rtfd = under_tmp(rt) ? detach_copy(rt) : -2;
+	int rc = rtfd == -1 ? -1 : 0;
+	if (rc == 0 && (cat2(t, sizeof t, r, "/proc") < 0 ||
+	                mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0))
+		rc = -1;
+	if (rc == 0 && (cat2(opts, sizeof opts, "mode=1777,size=",
+	                     utoa(num, sizeof num, (unsigned long long)sb->tmp_bytes)) < 0 ||
+	                tmpfs_at(r, "/tmp", opts, MS_NOSUID | MS_NODEV) < 0 ||
+	                tmpfs_at(r, "/dev/shm", "mode=1777,size=16m", MS_NOSUID | MS_NODEV) < 0))
+		rc = -1;
+	if (rc == 0 && rtfd >= 0 && attach_at(r, rtfd, rt, false, sbx.rt_locked) < 0)
+		rc = -1;
+	if (rc == 0 && layer && (cat2(t, sizeof t, r, layer) < 0 ||
+	                         mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4k") < 0))
+		rc = -1;
+	if (rc == 0 && attach_at(r, wd, p->workdir, true, sbx.wd_locked) < 0)
+		rc = -1;
+	if (rc == 0 && layer &&
+	    mount(NULL, t, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		rc = -1;
+	int e = errno;
+	if (rtfd >= 0)
+		close(rtfd);
+	errno = e;
+	return rc;
+}
+
+/* Makes r read-only and our root. */
+static int enter_root(const char *r)
+{
 	if (mount(NULL, r, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
 		return -1;
 	if (chdir(r) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0)
@@ -440,11 +506,112 @@ static int build_root(const px_sandbox *sb, const px_plan *p)
 	return chdir("/");
 }
 
+/* A run's root built whole, in the keeper's new mount namespace. */
+static int build_root(const px_sandbox *sb, const px_plan *p)
+{
+	int wd = detach_copy(p->workdir);
+	int rc = wd < 0 || common_root(sb->root) < 0 ||
+	         run_mounts(sb, sb->root, p, wd, NULL) < 0 ? -1 : enter_root(sb->root);
+	int e = errno;
+	if (wd >= 0)
+		close(wd);
+	errno = e;
+	return rc;
+}
+
+/* ---- per-slot base roots (a root worker's forker) ------------------------ */
+
+/* The forker, at its start, builds each slot's common root once, in a
+ * mount namespace of its own whose root it then is (with the path of the
+ * slot's work dir folder made in it), and keeps an fd of that namespace
+ * in its copy of the slot's px_sandbox. A keeper it makes opens its work
+ * dir, joins a copy of that namespace and mounts only the run's own
+ * parts: 7 or 8 mounts instead of 35, and fewer to tear down at its end. */
+static int build_base(const px_sandbox *sb, const char *slot_dir)
+{
+	const char *r = sb->root;
+	char t[PX_PATH * 2];
+	if (common_root(r) < 0 || mkdirs(r, slot_dir, false) < 0 ||
+	    cat2(t, sizeof t, r, "/dev") < 0 ||
+	    mount(NULL, t, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+		return -1;
+	return enter_root(r);
+}
+
+static int base_ns_of(px_sandbox *sb, const char *slot_dir)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+	if (pid == 0) {
+		char c = unshare(CLONE_NEWNS) == 0 && build_base(sb, slot_dir) == 0 ? 'y' : 'n';
+		if (write(pfd[1], &c, 1) == 1)
+			pause(); /* until the forker has our namespace and kills us */
+		_exit(1);
+	}
+	close(pfd[1]);
+	char c = 'n', path[64];
+	int fd = -1;
+	if (pid > 0 && read(pfd[0], &c, 1) == 1 && c == 'y') {
+		snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	close(pfd[0]);
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	return fd;
+}
+
+int px_sandbox_prebuild(void)
+{
+	int n = 0;
+	for (int i = 0; i < sbx.nslots && i < px_w.nslots; i++) {
+		px_sandbox *sb = &sbx.slots[i];
+		if (!sb->namespaces || sb->userns)
+			continue;
+		sb->base_ns = base_ns_of(sb, px_w.slots[i].dir);
+		n += sb->base_ns >= 0;
+	}
+	return n;
+}
+
+/* A run's root from the slot's base: a private copy of that namespace,
+ * the run's own mounts on top. */
+static int enter_base(const px_sandbox *sb, const px_plan *p)
+{
+	char slot[PX_PATH];
+	size_t n = slen(p->workdir);
+	while (n > 0 && p->workdir[n - 1] != '/')
+		n--;
+	if (n <= 1 || n > sizeof slot) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(slot, p->workdir, n - 1); /* its folder: the slot's */
+	slot[n - 1] = '\0';
+	int wd = detach_copy(p->workdir); /* from the host's view, still */
+	int rc = wd < 0 || setns(sb->base_ns, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0 ||
+	         run_mounts(sb, "", p, wd, under_tmp(slot) ? NULL : slot) < 0 || chdir("/") < 0
+	             ? -1 : 0;
+	int e = errno;
+	close(sb->base_ns);
+	if (wd >= 0)
+		close(wd);
+	errno = e;
+	return rc;
+}
+
 /* ---- keeper and stage hooks ---------------------------------------------- */
 
 unsigned long px_sandbox_ns_flags(const px_sandbox *sb)
 {
-	return sb->namespaces ? NS_FLAGS | (sb->userns ? CLONE_NEWUSER : 0) : 0;
+	if (!sb->namespaces)
+		return 0;
+	unsigned long f = NS_FLAGS | (sb->userns ? CLONE_NEWUSER : 0);
+	return sb->base_ns >= 0 ? f & ~(unsigned long)CLONE_NEWNS : f; /* enter_base */
 }
 
 pid_t px_sandbox_clone(const px_sandbox *sb)
@@ -460,7 +627,7 @@ int px_sandbox_keeper(const px_sandbox *sb, const px_plan *p)
 		return 0;
 	if (sb->userns && user_maps(sb) < 0)
 		return -1;
-	if (build_root(sb, p) < 0)
+	if ((sb->base_ns >= 0 ? enter_base(sb, p) : build_root(sb, p)) < 0)
 		return -1;
 	if (sethostname("corral", 6) < 0 || lo_up() < 0)
 		return -1;
@@ -552,6 +719,7 @@ static int try_level(int level, char *err, size_t errlen)
 		.outer_uid = (int)geteuid(), .outer_gid = (int)getegid(),
 		.prog = { (unsigned short)sbx.nfilter, sbx.filter },
 		.tmp_bytes = 16 << 20,
+		.base_ns = -1,
 	};
 	if (level == PX_LEVEL_NONE)
 		return 0;
@@ -613,6 +781,7 @@ int px_sandbox_init(int want, char *err, size_t errlen)
 			.outer_uid = (int)geteuid(), .outer_gid = (int)getegid(),
 			.prog = { (unsigned short)sbx.nfilter, sbx.filter },
 			.tmp_bytes = px_w.tmp_bytes,
+			.base_ns = -1,
 		};
 		if ((size_t)snprintf(sb->root, sizeof sb->root, "%s/%d.root%d", px_w.work_root,
 		                     (int)getpid(), i) >= sizeof sb->root ||

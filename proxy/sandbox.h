@@ -31,6 +31,7 @@ typedef struct px_sandbox {
 	struct sock_fprog prog; /* the seccomp filter, ready for prctl */
 	char root[PX_PATH];     /* empty folder: the mount point of the new root */
 	int64_t tmp_bytes;      /* size of the private /tmp */
+	int base_ns;            /* the forker's: its base root's mount ns; -1 none */
 } px_sandbox;
 
 /* Builds the seccomp program and finds what the kernel allows, from the
@@ -49,6 +50,9 @@ const px_sandbox *px_sandbox_for(int slot);
 
 /* Creates the keeper in its new namespaces (fork semantics). */
 pid_t px_sandbox_clone(const px_sandbox *sb);
+/* In the forker, once: each root slot's base root (sandbox.c says why);
+ * how many it built. */
+int px_sandbox_prebuild(void);
 /* The clone flags of its namespaces (0: none). */
 unsigned long px_sandbox_ns_flags(const px_sandbox *sb);
 /* In the keeper, before the stage is forked: the user namespace's maps,
