@@ -619,6 +619,20 @@ def hop_table(h):
                                         "met" if h["hop_us"] <= 300 else "NOT met")]
 
 
+def tune(how):
+    """The kernel setting `make run` makes (see stack/corral-stack, Tuning),
+    so that the bench measures what the stack gives; whether it is on."""
+    if how == "on":
+        env = dict(os.environ, CORRAL_STACK_FAVORDYNMODS="on")
+        subprocess.run(["sh", str(REPO / "stack" / "corral-stack"), "tune"], env=env,
+                       stdout=sys.stderr, check=False)
+    with open("/proc/self/mountinfo") as f:
+        on = any(" - cgroup" in line and "favordynmods" in line.split(" - ")[1] for line in f)
+    print("bench: cgroup favordynmods %s" % ("on" if on else "off (runs after idle pay 5-15 ms)"),
+          file=sys.stderr)
+    return on
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", type=pathlib.Path, default=REPO / "build")
@@ -642,6 +656,9 @@ def main():
     ap.add_argument("--think-runtimes", default="python,node")
     ap.add_argument("--hop-reps", type=int, default=7,
                     help="gateway hop against a stand-in worker: repetitions (0: skip)")
+    ap.add_argument("--favordynmods", choices=("on", "keep"), default="on",
+                    help="on: tune the kernel as `make run` does (stack/corral-stack tune: "
+                         "fast cgroup moves after idle); keep: leave it as it is")
     args = ap.parse_args()
     args.build = args.build.resolve()
     runtimes = [r for r in args.runtimes.split(",") if r]
@@ -657,6 +674,7 @@ def main():
     if args.hedge == "only":
         runtimes, modes = [], []
     stacks, rows, idle, hedge_rows, hop = {}, [], {}, [], None
+    tuned = tune(args.favordynmods)
     with tempfile.TemporaryDirectory(prefix="corral-bench.") as tmp:
         os.chmod(tmp, 0o755)
         try:
@@ -697,7 +715,7 @@ def main():
             hop = hop_bench(args, tmp)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nproc": os.cpu_count(),
               "load_before": os.getloadavg()[0], "idle_rss": idle, "rows": rows,
-              "hedge": hedge_rows, "hop": hop}
+              "hedge": hedge_rows, "hop": hop, "favordynmods": tuned}
     out = args.json or (args.build / "bench.json")
     out.write_text(json.dumps(report, indent=1))
     if rows:

@@ -271,6 +271,39 @@ def test_fork_server_where_possible(stack):
         assert info["accel"] == ("zygote" if has else "none"), (svc, info)
 
 
+def favordynmods_mounted():
+    with open("/proc/self/mountinfo") as f:
+        return any(" - cgroup" in l and "favordynmods" in l.split(" - ")[1].split()[2].split(",")
+                   for l in f)
+
+
+def test_stack_makes_cgroup_moves_fast(stack):
+    """`run` turns favordynmods on as root (a move into a cgroup after an
+    idle spell would wait 5-15 ms otherwise), says so, and the workers'
+    isolation shows it."""
+    has_v2 = any(" - cgroup2 " in l for l in open("/proc/self/mountinfo"))
+    if os.geteuid() != 0 or not has_v2:
+        assert "favordynmods stays off" in stack.output() or \
+            "no cgroup2 mount" in stack.output(), stack.output()
+        return
+    assert "favordynmods" in stack.output(), stack.output()
+    assert favordynmods_mounted()
+    for svc, url in sorted(stack.workers.items()):
+        info = sp.call(url, {"v": 1, "op": "info"}, 10)
+        if "cgroup-" in info["isolation"]:
+            assert "+favordynmods" in info["isolation"], (svc, info["isolation"])
+
+
+def test_tune_setting_is_checked(tmp_path):
+    env = dict(os.environ, CORRAL_STACK_DIR=str(tmp_path / "st"), CORRAL_STACK_FAVORDYNMODS="maybe")
+    r = subprocess.run(["sh", str(STACK), "tune"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and "CORRAL_STACK_FAVORDYNMODS: on or off" in r.stderr, r.stderr
+    r = subprocess.run(["sh", str(STACK), "tune"], env=dict(env, CORRAL_STACK_FAVORDYNMODS="off"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "", (r.stdout, r.stderr)
+
+
 def test_logs_hold_the_workers_structured_lines(stack):
     for svc in stack.worker_services():
         current = stack.dir / "log" / svc / "current"
