@@ -93,8 +93,22 @@ def main():
 
 
 def run(entry, args, env):
-    """Runs the invocation in this process; never returns. (Also the
-    zygote's child, zygote.py, once it is in its sandbox.)"""
+    """Runs the invocation in this process and ends it; never returns,
+    whatever the program does (also the zygote's child, zygote.py, once
+    it is in its sandbox: nothing may get back into the server's code)."""
+    try:
+        finish(invoke(entry, args, env))
+    except BaseException:  # what escaped finish: a signal handler's exception...
+        try:
+            import traceback
+            traceback.print_exc()
+        except BaseException:
+            pass
+    os._exit(1)
+
+
+def invoke(entry, args, env):
+    """Runs the program; its exit status."""
     os.environ.clear()
     for k, _, v in env:
         os.environ[k] = v
@@ -106,12 +120,30 @@ def run(entry, args, env):
     try:
         run_main(path)
     except SystemExit as e:
-        finish(exit_code(e))
+        return exit_code(e)
     except BaseException as e:
-        tb = trimmed(e.__traceback__, path)
-        sys.excepthook(type(e), e.with_traceback(tb), tb)
-        finish(1)
-    finish(0)
+        print_uncaught(e, path)
+        return 1
+    return 0
+
+
+def print_uncaught(e, path):
+    """What the interpreter prints of an uncaught exception: through
+    sys.excepthook, and when the hook itself raises, both tracebacks."""
+    tb = trimmed(e.__traceback__, path)
+    e = e.with_traceback(tb)
+    try:
+        sys.excepthook(type(e), e, tb)
+    except BaseException as h:
+        try:
+            import traceback
+            print("Error in sys.excepthook:", file=sys.stderr)
+            hook_tb = h.__traceback__.tb_next  # from the hook on: not this frame
+            traceback.print_exception(type(h), h, hook_tb, chain=False, file=sys.stderr)
+            print("\nOriginal exception was:", file=sys.stderr)
+            traceback.print_exception(type(e), e, tb, file=sys.stderr)
+        except BaseException:
+            pass
 
 
 def exit_code(e):
@@ -130,7 +162,8 @@ def exit_code(e):
 def finish(code):
     """Ends the process as interpreter shutdown would as far as a program
     can tell — non-daemon threads joined, atexit handlers run, stdout and
-    stderr flushed (120 when that fails, as Python does) — without tearing
+    stderr flushed (when that fails: reported as unraisable and exit status
+    120, as Python does) — without tearing
     the interpreter down, which is most of a short run's time: the
     process is thrown away anyway. (Finalizers of objects still alive at
     exit are not run; Python does not promise them either.)"""
@@ -138,15 +171,21 @@ def finish(code):
     if threading is not None:
         try:
             threading._shutdown()
-        except Exception:
+        except BaseException:
             pass
     import atexit
     atexit._run_exitfuncs()
     for f in (sys.stdout, sys.stderr):
         try:
             f.flush()
-        except Exception:
-            code = code or 120
+        except BaseException as e:
+            code = 120
+            try:
+                import traceback
+                print("Exception ignored in: %r" % (f,), file=sys.stderr)
+                traceback.print_exception(type(e), e, e.__traceback__.tb_next, file=sys.stderr)
+            except BaseException:
+                pass
     os._exit(code)
 
 

@@ -344,8 +344,11 @@ class Server:
     def fork(self, child):
         pid = os.fork()
         if pid == 0:
-            os.close(self.sock.detach())
-            child()  # never returns
+            try:
+                os.close(self.sock.detach())
+                child()  # never returns...
+            finally:
+                os._exit(1)  # ...and if something escaped it, never into our loop
         return pid
 
     def watch(self, pid, status, failr):

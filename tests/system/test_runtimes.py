@@ -33,8 +33,8 @@ CONF_KEYS = {"name", "aliases", "version"}
 CASE_KEYS = {"about", "entry", "args", "stdin", "env", "limits",
              "compile_limits", "expect"}
 STAGE_KEYS = {"status", "exit_code", "signal", "stdout", "stderr",
-              "stdout_contains", "stderr_contains", "stdout_truncated",
-              "stderr_truncated"}
+              "stdout_contains", "stderr_contains", "stdout_lacks", "stderr_lacks",
+              "stdout_truncated", "stderr_truncated"}
 STATUSES = {"ok", "exit", "signal", "timeout", "memory", "output"}
 # Every runtime carries at least these cases (its error case is named
 # after the language's way to fail: exception, error, segfault...).
@@ -197,6 +197,9 @@ def check_stage(where, stage, got, exp):
         want = exp.get(key + "_contains", [])
         for piece in [want] if isinstance(want, str) else want:
             assert _text(piece) in got[key], "%s; expected %s to contain %r" % (shown, key, piece)
+        unwanted = exp.get(key + "_lacks", [])
+        for piece in [unwanted] if isinstance(unwanted, str) else unwanted:
+            assert _text(piece) not in got[key], "%s; expected %s without %r" % (shown, key, piece)
     # Whatever the case: chunks account for exactly the bytes kept.
     chunks = got.get("chunks", [])
     assert sum(c for c in chunks if c > 0) == len(got["stdout"]), shown
