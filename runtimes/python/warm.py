@@ -24,15 +24,31 @@ print(f(1), x[5], file=sink)
 
 
 def rehearse():
-    """Compiles and runs a few lines nobody sees, before the handoff.
-    Forked from the zygote, this process shares its pages copy-on-write:
-    the first run of the compiler, the evaluator and print copies the
-    pages they write, and doing it here, while waiting, takes about two
-    thirds of those faults off the invocation's path. Nothing of it
-    stays: its own namespace, output to a StringIO."""
+    """Goes through the steps of a run, on a few lines nobody sees, before
+    the handoff. Forked from the zygote, this process shares its pages
+    copy-on-write: the first environment rewrite, compile, run, print and
+    flush copy the pages they write, and doing it here, while waiting,
+    takes about three quarters of those faults (116 -> 32 measured for
+    print("OK"); 0.9 -> 0.4 ms of the run) off the invocation's path.
+    Nothing of it stays: the environment is put back as it was, the code
+    runs in its own namespace, its output goes to a StringIO."""
+    import atexit  # noqa: F401  (finish imports it: cached from here on)
+    import builtins
     import io
-    exec(compile(REHEARSAL, "<rehearsal>", "exec", dont_inherit=True),
-         {"__builtins__": __builtins__, "sink": io.StringIO()})
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(saved)
+    path = os.path.abspath("corral-rehearsal.py")
+    loader = sys.modules["_frozen_importlib_external"].SourceFileLoader("__rehearsal__", path)
+    scope = type(sys)("__rehearsal__").__dict__
+    scope.update(__file__=path, __builtins__=builtins, __loader__=loader, sink=io.StringIO())
+    exec(compile(REHEARSAL.encode(), os.path.dirname(path) + "/x.py", "exec", dont_inherit=True),
+         scope)
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError):
+            pass  # the program's own flush will say it
 
 
 def receive():
