@@ -174,11 +174,11 @@ static bool find_mount(int h, char *mnt, size_t len)
 	return found;
 }
 
-/* Whether some cgroup hierarchy is mounted with favordynmods (see the
- * top of this file). */
-static bool favordynmods(void)
+/* Whether some cgroup hierarchy in this mountinfo file is mounted with
+ * favordynmods (see the top of this file). */
+bool px_cg_favordynmods(const char *mountinfo)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
+	FILE *f = fopen(mountinfo, "re");
 	if (!f)
 		return false;
 	char line[1024];
@@ -348,7 +348,7 @@ int px_cg_init(char *desc, size_t desclen)
 		         cg.base[H_FREEZER][0] ? ",freezer" : "", b2[0] ? ",v2-kill" : "");
 	else
 		snprintf(desc + o, desclen - o, "no-cgroup");
-	if (cg.mode != PX_CG_NONE && !favordynmods())
+	if (cg.mode != PX_CG_NONE && !px_cg_favordynmods("/proc/self/mountinfo"))
 		cr_log("warn", "cgroup moves wait for an RCU grace period after an idle spell",
 		       "cost=\"5-15 ms on such a run\" fix=\"mount a cgroup hierarchy with "
 		       "favordynmods (docs/deploy.md)\"");

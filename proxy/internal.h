@@ -82,6 +82,9 @@ typedef struct px_cg_usage {
 /* Detects what works; 0 always (no cgroups is a level, not a failure),
  * with a description of what is usable appended to desc. */
 int px_cg_init(char *desc, size_t desclen);
+/* Some cgroup hierarchy in that mountinfo file has favordynmods (moves
+ * into cgroups need no RCU grace period; cgroup.c). */
+bool px_cg_favordynmods(const char *mountinfo);
 void px_cg_fini(void);
 int px_cg_mode(void);
 bool px_cg_has_memory(void);

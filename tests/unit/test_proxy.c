@@ -638,6 +638,36 @@ static void test_init_errors(void)
 	}
 }
 
+/* favordynmods is read off mountinfo's super options of cgroup mounts
+ * only (cgroup.c: without it, moves after idle wait a grace period). */
+static void test_favordynmods_detection(void)
+{
+	static const struct {
+		const char *line;
+		bool on;
+	} cases[] = {
+		{ "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n", false },
+		{ "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,favordynmods\n", true },
+		{ "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 "
+		  "rw,nsdelegate,favordynmods,memory_recursiveprot\n", true },
+		{ "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids,favordynmods\n", true },
+		/* the word elsewhere than a cgroup mount's super options */
+		{ "50 23 0:40 / /favordynmods rw,relatime - tmpfs tmpfs rw,favordynmods\n", false },
+		{ "51 23 0:41 / /mnt/favordynmods rw - cgroup2 cgroup2 rw,nsdelegate\n", false },
+		{ "52 23 0:42 / /x rw - cgroup2 cgroup2 rw,nofavordynmods\n", false },
+	};
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/mountinfo", tmp_root);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		put(tmp_root, "mountinfo", cases[i].line, 0644);
+		if (px_cg_favordynmods(path) != cases[i].on) {
+			fprintf(stderr, "  mountinfo line %zu: want %d\n", i, cases[i].on);
+			CHECK(false);
+		}
+	}
+	CHECK(!px_cg_favordynmods("/nonexistent/mountinfo"));
+}
+
 static int init(const char *rt, bool compile)
 {
 	char err[512];
@@ -673,6 +703,7 @@ int main(void)
 		printf("  (not root: stages run as uid %d, no cgroups unless delegated)\n",
 		       (int)getuid());
 
+	RUN(test_favordynmods_detection);
 	RUN(test_init_errors);
 	if (init(rt_dir, false) < 0)
 		return 1;
