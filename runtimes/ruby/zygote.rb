@@ -35,9 +35,11 @@
 # C2 has ended.
 #
 # Then C2 leaves the server's code for good: it throws the job's spec to
-# this file's top level, whose last line loads the entry as warm.rb does
+# this file's top level, whose last lines load the entry as warm.rb does
 # (`load` at a top level, uncaught exceptions and exit codes ruby's own).
-# No `ensure` may lie on that way: it would run in C2 too.
+# No `ensure` may lie on that way: it would run in C2 too. Past the
+# `catch`, nothing of the server is on C2's stack: whatever the program
+# does, it ends as ruby ends a script, never back in the server's loop.
 #
 # Everything at the fd level goes through raw fd numbers (Fiddle for the
 # calls Ruby has no method for); the only IO objects are made with
@@ -457,4 +459,10 @@ spec = catch(:corral_run) do
   CorralZygote.main
   exit!(0)
 end
-load CorralWarm.prepare(*(spec[:entry] ? spec.values_at(:entry, :args, :env) : CorralWarm.receive))
+path = CorralWarm.prepare(*(spec[:entry] ? spec.values_at(:entry, :args, :env) : CorralWarm.receive))
+begin
+  load path
+rescue Exception => e # everything: SystemExit and signals too, re-raised as they are
+  CorralWarm.uncaught(e, path, __FILE__)
+  raise
+end
