@@ -282,6 +282,29 @@ def test_fast_paths_worker_level(helm, tools, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def worker_env(docs, key):
+    """{deployment: value of env key (None: absent)} of the worker pods."""
+    out = {}
+    for name, d in by_kind(docs, "Deployment").items():
+        env = {e["name"]: e.get("value") for e in container(d)["env"]}
+        if "CORRAL_LISTEN" in env:
+            out[name] = env.get(key)
+    return out
+
+
+def test_favordynmods_only_when_asked(helm, default_docs, tools, tmp_path):
+    """worker.favordynmods: the image's corral-init remounts the node's
+    cgroup2 hierarchy with it (CORRAL_FAVORDYNMODS=on); absent by default."""
+    assert set(worker_env(default_docs, "CORRAL_FAVORDYNMODS").values()) == {None}
+    docs = render(helm, "--set", "worker.favordynmods=true", "--set", "worker.isolation=full")
+    on = worker_env(docs, "CORRAL_FAVORDYNMODS")
+    assert len(on) == 6 and set(on.values()) == {"on"}, on
+    p = validate(tools, docs, tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = helm("template", "rel", str(CHART), "--set", "worker.favordynmods=yes", check=False)
+    assert p.returncode != 0 and "/worker/favordynmods" in p.stderr, p.stderr
+
+
 def test_fast_paths_per_runtime_override(helm, tools, tmp_path):
     """A runtime's own prewarm/zygote wins over worker's, false included;
     zygote is checked against the runtime's effective isolation."""
