@@ -6,8 +6,10 @@
 // the handed-over entry as `php -f entry -- args...` would have: $argv,
 // $argc, $_SERVER's script names, the whole environment (getenv, $_ENV,
 // $_SERVER) replaced, the entry required in the global scope with no
-// variable of ours left in it. php.ini settings are those of the warm
-// start. It serves one invocation.
+// variable of ours left in it (an uncaught Throwable passes through a
+// catch there, which takes the global $__corral_uncaught for a moment:
+// rethrow). php.ini settings are those of the warm start. It serves one
+// invocation.
 //
 // The functions are also the fork server's (zygote.php): its child, once
 // in its sandbox, takes the invocation with prepare (or receive,
@@ -77,6 +79,37 @@ function prepare(string $entry, array $args, array $env): string
     return $entry[0] === '/' ? $entry : './' . $entry;
 }
 
+/** The Throwable that ends the entry, thrown on as it came once its
+ * stack trace (and its previous ones') has lost our frame, the `require`
+ * in $ours: a cold run's trace ends in the entry's {main}. The caller's
+ * catch, at the top level, left it in the global $name: unset here, so
+ * that the program's shutdown functions find no variable of ours. */
+function rethrow(string $name, string $ours): never
+{
+    $e = $GLOBALS[$name];
+    unset($GLOBALS[$name]);
+    try {
+        $seen = [];
+        for ($x = $e; $x !== null && !isset($seen[spl_object_id($x)]); $x = $x->getPrevious()) {
+            $seen[spl_object_id($x)] = true;
+            $trace = new \ReflectionProperty($x instanceof \Exception ? \Exception::class : \Error::class,
+                                             'trace');
+            $frames = $trace->getValue($x);
+            if (is_array($frames)) {
+                $trace->setValue($x, array_values(array_filter(
+                    $frames, fn ($f) => !is_array($f) || ($f['file'] ?? null) !== $ours)));
+            }
+        }
+    } catch (\Throwable) {
+        // left as it is: php reports it anyway
+    }
+    throw $e;
+}
+
 if (realpath($_SERVER['SCRIPT_FILENAME'] ?? '') === __FILE__) {
-    require prepare(...receive());
+    try {
+        require prepare(...receive());
+    } catch (\Throwable $__corral_uncaught) {
+        rethrow('__corral_uncaught', __FILE__);
+    }
 }

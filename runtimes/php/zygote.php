@@ -38,7 +38,9 @@
 // Then C2 leaves the server's code for good: it throws Run up to main(),
 // which returns the entry to this file's last line, a require in the
 // global scope as warm.php's (no variable of ours in it). No `finally`
-// may lie on that way: it would run in C2 too.
+// may lie on that way: it would run in C2 too. Past main(), nothing of
+// the server is on C2's stack: whatever the program does, it ends as php
+// ends a script, never back in the server's loop.
 //
 // PHP has no call for most of this (setns, prctl, capset, recvmsg with
 // fds, poll on raw fds, wait4 with rusage): they are libc's, through FFI
@@ -646,4 +648,8 @@ function main(): string
     exit(0);
 }
 
-require main();
+try {
+    require main();
+} catch (\Throwable $__corral_uncaught) { // the entry's: see warm.php's rethrow
+    \Corral\Warm\rethrow('__corral_uncaught', __FILE__);
+}
