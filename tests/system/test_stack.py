@@ -77,6 +77,10 @@ def tai64n_offset():
     return round(secs - (t0 + t1) / 2)
 
 
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Stack:
     def __init__(self, name, wait=True):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="corral-stack-%s-" % name, dir="/tmp"))
@@ -92,10 +96,13 @@ class Stack:
                         CORRAL_STACK_GATEWAY_PORT=str(self.port_base + 90))
         self.out_path = self.dir / "stack.out"
         self.out = open(self.out_path, "wb")
-        # Its own process group, as a shell's foreground job has.
+        # Its own process group, as a shell's foreground job has, and
+        # SIGINT at its default as under a terminal: a run from a
+        # background job inherits it ignored, and a shell cannot trap a
+        # signal ignored on entry, so the Ctrl-C tests would test nothing.
         self.proc = subprocess.Popen(["sh", str(STACK), "run", str(BUILD)], env=self.env,
                                      stdout=self.out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=default_sigint)
         self.workers = {}  # service -> url
         self.pids = set()  # every process s6 started: workers, loggers
         try:
