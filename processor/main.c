@@ -11,6 +11,7 @@
  * sent, and the process exits 0.
  */
 #include "conf.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "log.h"
 #include "processor.h"
@@ -28,13 +29,6 @@
 #include <unistd.h>
 
 static char state_dir[4096];
-
-static int64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* A previous life killed -9 may leave its slots' work tmpfs mounted on
  * <dir>/work/<pid>.slotN; removing the dir fails on them (and under s6
@@ -114,7 +108,7 @@ static void remove_state_dir(void)
 
 static void wait_until(int (*count)(void), int64_t deadline)
 {
-	while (count() > 0 && now_ms() < deadline)
+	while (count() > 0 && cr_now_ms() < deadline)
 		usleep(5000);
 }
 
@@ -123,11 +117,11 @@ static void drain(const pr_config *cfg, int sig)
 	cr_log("info", "draining", "signal=%s running=%d drain_ms=%lld", strsignal(sig),
 	       pr_slots_busy(), (long long)cfg->drain_ms);
 	pr_slots_set_draining(true);
-	wait_until(pr_server_inflight, now_ms() + cfg->drain_ms);
+	wait_until(pr_server_inflight, cr_now_ms() + cfg->drain_ms);
 	if (pr_server_inflight() > 0) {
 		cr_log("warn", "drain time is up; cancelling", "running=%d", pr_slots_busy());
 		pr_slots_cancel_all();
-		wait_until(pr_server_inflight, now_ms() + 5000);
+		wait_until(pr_server_inflight, cr_now_ms() + 5000);
 	}
 	usleep(20000); /* let nng flush the last replies to the wire */
 }

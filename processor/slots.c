@@ -12,6 +12,7 @@
  * proxy to stop it, so it can never hit the slot's next job.
  */
 #include "log.h"
+#include "clock.h"
 #include "processor.h"
 
 #include <pthread.h>
@@ -41,13 +42,6 @@ static int nslots;
 static bool draining, stopping;
 static const pr_config *cfg;
 static const pr_runtime *rt;
-
-static int64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static void pack_ok(msgpack_packer *pk, const char *id, const char *worker,
                     const px_result *res)
@@ -88,7 +82,7 @@ static void run_job(slot *s, pr_job *job, bool cancelled_early, msgpack_sbuffer 
 	char worker[160], err[512] = "";
 	pr_worker_name(worker, sizeof worker, s->index);
 	const char *id = job->req.id;
-	int64_t t0 = now_ms();
+	int64_t t0 = cr_now_ms();
 	px_job pj = { .req = &job->req };
 	px_result res;
 	memset(&res, 0, sizeof res);
@@ -115,14 +109,14 @@ static void run_job(slot *s, pr_job *job, bool cancelled_early, msgpack_sbuffer 
 		cr_reply_error(&pk, id, worker, CR_E_INTERNAL, err[0] ? err : "proxy failed");
 		cr_log("error", "invocation failed", "id=%s error=%s", id,
 		       cr_log_quote((char[600]){ 0 }, 600, err));
-		log_run(id, CR_E_INTERNAL, NULL, now_ms() - t0);
+		log_run(id, CR_E_INTERNAL, NULL, cr_now_ms() - t0);
 	} else if (cancelled) {
 		cr_reply_error(&pk, id, worker, CR_E_CANCELLED, "cancelled by request");
-		log_run(id, "cancelled", &res, now_ms() - t0);
+		log_run(id, "cancelled", &res, cr_now_ms() - t0);
 	} else {
 		pack_ok(&pk, id, worker, &res);
 		const cr_stage *st = res.has_run ? &res.run : &res.compile;
-		log_run(id, cr_status_name(st->status), &res, now_ms() - t0);
+		log_run(id, cr_status_name(st->status), &res, cr_now_ms() - t0);
 	}
 	px_result_free(&res);
 }

@@ -147,6 +147,20 @@ static bool has_word(const char *list, const char *w, char sep)
 	return false;
 }
 
+/* One line of mountinfo: "ID PARENT DEV ROOT MOUNT_POINT OPTS [TAGS] -
+ * FSTYPE SOURCE SUPER_OPTS". False when it is not one. */
+typedef struct mount_line {
+	char mp[256], fstype[64], src[256], opts[512]; /* opts: the super options */
+} mount_line;
+
+static bool parse_mount_line(const char *line, mount_line *m)
+{
+	const char *sep = strstr(line, " - ");
+	m->opts[0] = '\0';
+	return sep && sscanf(line, "%*s %*s %*s %*s %255s", m->mp) == 1 &&
+	       sscanf(sep + 3, "%63s %255s %511s", m->fstype, m->src, m->opts) >= 2;
+}
+
 /* Where hierarchy h is mounted (from mountinfo). */
 static bool find_mount(int h, char *mnt, size_t len)
 {
@@ -154,20 +168,16 @@ static bool find_mount(int h, char *mnt, size_t len)
 	if (!f)
 		return false;
 	char line[1024];
+	mount_line m;
 	bool found = false;
 	while (!found && fgets(line, sizeof line, f)) {
-		char *sep = strstr(line, " - ");
-		if (!sep)
-			continue;
-		char mp[256], fstype[64], src[256], opts[512] = "";
-		if (sscanf(line, "%*s %*s %*s %*s %255s", mp) != 1 ||
-		    sscanf(sep + 3, "%63s %255s %511s", fstype, src, opts) < 2)
+		if (!parse_mount_line(line, &m))
 			continue;
 		if (h == H_UNIFIED)
-			found = !strcmp(fstype, "cgroup2");
+			found = !strcmp(m.fstype, "cgroup2");
 		else
-			found = !strcmp(fstype, "cgroup") && has_word(opts, h_ctrl[h], ',');
-		if (found && (size_t)snprintf(mnt, len, "%s", mp) >= len)
+			found = !strcmp(m.fstype, "cgroup") && has_word(m.opts, h_ctrl[h], ',');
+		if (found && (size_t)snprintf(mnt, len, "%s", m.mp) >= len)
 			found = false;
 	}
 	fclose(f);
@@ -182,13 +192,11 @@ bool px_cg_favordynmods(const char *mountinfo)
 	if (!f)
 		return false;
 	char line[1024];
+	mount_line m;
 	bool on = false;
-	while (!on && fgets(line, sizeof line, f)) {
-		char *sep = strstr(line, " - ");
-		char fstype[64], src[256], opts[512];
-		on = sep && sscanf(sep + 3, "%63s %255s %511s", fstype, src, opts) == 3 &&
-		     !strncmp(fstype, "cgroup", 6) && has_word(opts, "favordynmods", ',');
-	}
+	while (!on && fgets(line, sizeof line, f))
+		on = parse_mount_line(line, &m) && !strncmp(m.fstype, "cgroup", 6) &&
+		     has_word(m.opts, "favordynmods", ',');
 	fclose(f);
 	return on;
 }

@@ -28,6 +28,7 @@
  * close-on-exec pipe, so the keeper can tell "could not start" from "ran".
  */
 #include "internal.h"
+#include "clock.h"
 #include "sandbox.h"
 
 #include <errno.h>
@@ -92,13 +93,6 @@ static void sleep_ms(long ms)
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static size_t slen(const char *s)
@@ -364,7 +358,7 @@ static void reap_all(keeper *k)
 			if (k->p->sb && k->p->sb->namespaces)
 				px_sandbox_kill_all();
 		}
-		if (now_ms() - k->started > 5000) {
+		if (cr_now_ms() - k->started > 5000) {
 			k->r.leftovers = 1;
 			return;
 		}
@@ -532,9 +526,9 @@ static bool zygote_status(keeper *k, int zfd, int sfd, int ms, bool *stop)
 {
 	struct pollfd pf[3] = { { zfd, POLLIN, 0 }, { sfd, POLLIN, 0 },
 	                        { k->p->ctl_fd, POLLIN, 0 } };
-	int64_t end = now_ms() + ms;
+	int64_t end = cr_now_ms() + ms;
 	for (;;) {
-		int left = ms < 0 ? -1 : (int)(end - now_ms());
+		int left = ms < 0 ? -1 : (int)(end - cr_now_ms());
 		if (ms >= 0 && left <= 0)
 			return false;
 		int n = poll(pf, stop ? 3 : 2, left);
@@ -597,7 +591,7 @@ static void keeper_zygote(keeper *k, int sfd)
 
 static void keeper_main(const px_plan *p, pid_t parent)
 {
-	keeper k = { .p = p, .started = now_ms() };
+	keeper k = { .p = p, .started = cr_now_ms() };
 	sigset_t all, want;
 	sigfillset(&all);
 	reset_signals();

@@ -26,6 +26,7 @@
  * after the reply and every launch runs first.
  */
 #include "internal.h"
+#include "clock.h"
 #include "sandbox.h"
 
 #include <errno.h>
@@ -73,13 +74,6 @@ typedef struct run {
 	bool handed_over;    /* all of the handoff was written (or none was due) */
 } run;
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
@@ -125,7 +119,7 @@ static void request_stop(run *r, int why)
 	if (r->stop)
 		return;
 	r->stop = why;
-	r->stop_at = now_ms();
+	r->stop_at = cr_now_ms();
 	if (r->ctl_fd >= 0 && write(r->ctl_fd, "k", 1) < 0)
 		eat_sigpipe(); /* the keeper is gone already: its report or EOF comes */
 }
@@ -209,7 +203,7 @@ static void read_report(run *r)
 
 static int poll_timeout(run *r, int64_t deadline, bool cpu_tick)
 {
-	int64_t now = now_ms(), t = -1;
+	int64_t now = cr_now_ms(), t = -1;
 	if (r->stop)
 		t = r->stop_at + KEEPER_GRACE_MS - now;
 	else if (deadline >= 0)
@@ -221,7 +215,7 @@ static int poll_timeout(run *r, int64_t deadline, bool cpu_tick)
 
 static void check_limits(run *r, int64_t deadline, bool cpu_tick, pid_t keeper)
 {
-	int64_t now = now_ms();
+	int64_t now = cr_now_ms();
 	if (!r->stop && deadline >= 0 && now >= deadline)
 		request_stop(r, STOP_WALL);
 	if (!r->stop && cpu_tick) {
@@ -402,7 +396,7 @@ static int finish(run *r, pid_t keeper, int64_t start, cr_stage *st, bool *cance
 		defer(r, keeper);
 	else
 		px_cg_destroy(&r->cg);
-	st->wall_ms = now_ms() - start;
+	st->wall_ms = cr_now_ms() - start;
 	st->cpu_ms = u.cpu_ns >= 0 ? u.cpu_ns / 1000000 : r->rep.cpu_us / 1000;
 	st->memory_bytes = u.mem_peak >= 0 ? u.mem_peak : r->rep.maxrss_kb * 1024;
 	st->out = r->out.buf, st->out_len = r->out.len, st->out_truncated = r->out.truncated;
@@ -575,7 +569,7 @@ int px_stage_finish(px_slot *s, const px_stage_spec *spec, px_launch *l,
 	}
 	if (spec->stdin_len == 0)
 		close_fd(&r.in_fd);
-	int64_t start = now_ms();
+	int64_t start = cr_now_ms();
 	int64_t deadline = spec->lim->wall_ms >= 0 ? start + spec->lim->wall_ms : -1;
 	bool cpu_tick = spec->lim->cpu_ms >= 0 && px_cg_has_cpu() && l->has_cg;
 	loop(&r, keeper, deadline, cpu_tick);

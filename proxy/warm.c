@@ -31,6 +31,7 @@
  * three such deaths in a row the slot stops prewarming (logged).
  */
 #include "internal.h"
+#include "clock.h"
 
 #include "log.h"
 
@@ -51,13 +52,6 @@
 #define MAX_FAILURES 3
 #define MAX_PIDS 16
 #define WARM_START_MS 10000
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void warm_exe(char *exe, size_t len)
 {
@@ -142,7 +136,7 @@ void px_prepare(px_slot *s)
 	pthread_mutex_lock(&s->mu);
 	w->l = l;
 	w->ready = false;
-	w->started_ms = now_ms();
+	w->started_ms = cr_now_ms();
 	w->present = true;
 	pthread_mutex_unlock(&s->mu);
 }
@@ -194,10 +188,10 @@ static bool wait_ready(px_slot *s, const px_launch *l)
 	pthread_mutex_lock(&s->mu);
 	bool ready = s->warm.ready;
 	pthread_mutex_unlock(&s->mu);
-	int64_t end = now_ms() + WARM_START_MS;
+	int64_t end = cr_now_ms() + WARM_START_MS;
 	while (!ready) {
 		struct pollfd pf[2] = { { l->report_fd, POLLIN, 0 }, { l->warm_fd, POLLIN, 0 } };
-		int64_t left = end - now_ms();
+		int64_t left = end - cr_now_ms();
 		int n = left > 0 ? poll(pf, 2, (int)left) : 0;
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -37,6 +37,7 @@
  * has a live socket: at worst the new server's.
  */
 #include "internal.h"
+#include "clock.h"
 #include "sandbox.h"
 
 #include "log.h"
@@ -132,13 +133,6 @@ static int spawn_server(const char *exe, int child_end, char *err, size_t errlen
 	return 0;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The server says "ready" once its interpreter is up. */
 static int wait_ready(char *err, size_t errlen)
 {
@@ -153,11 +147,16 @@ static int wait_ready(char *err, size_t errlen)
 	return -1;
 }
 
+static void zygote_exe(char *exe, size_t len)
+{
+	snprintf(exe, len, "%s/zygote.sh", px_w.runtime_dir);
+}
+
 /* Whether this worker can have a fork server; err says why not. */
 static bool possible(char *err, size_t errlen)
 {
 	char exe[PX_PATH + 16];
-	snprintf(exe, sizeof exe, "%s/zygote.sh", px_w.runtime_dir);
+	zygote_exe(exe, sizeof exe);
 	if (access(exe, X_OK) < 0)
 		snprintf(err, errlen, "--zygote on: this runtime has no fork server (%s: %s)",
 		         exe, strerror(errno));
@@ -185,7 +184,7 @@ int px_zygote_init(char *err, size_t errlen)
 		return 0;
 	}
 	char exe[PX_PATH + 16];
-	snprintf(exe, sizeof exe, "%s/zygote.sh", px_w.runtime_dir);
+	zygote_exe(exe, sizeof exe);
 	const px_sandbox *sb = px_sandbox_for(0);
 	if (sb->seccomp) {
 		zy.bpf = memfd_with("corral-seccomp", sb->prog.filter,
@@ -226,7 +225,7 @@ void px_zygote_fini(void)
 static void start_failed(void)
 {
 	zy.starting = false;
-	zy.retry_ms = now_ms() + zy.backoff_ms;
+	zy.retry_ms = cr_now_ms() + zy.backoff_ms;
 	if (zy.backoff_ms < RESTART_MAX_MS)
 		zy.backoff_ms *= 2;
 }
@@ -251,7 +250,7 @@ static bool server_died(void)
 static void restart_server(void)
 {
 	char exe[PX_PATH + 16], err[256], q[300];
-	snprintf(exe, sizeof exe, "%s/zygote.sh", px_w.runtime_dir);
+	zygote_exe(exe, sizeof exe);
 	int sv[2];
 	zy.restarts++;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
@@ -272,7 +271,7 @@ static void restart_server(void)
 		return;
 	}
 	zy.starting = true;
-	zy.started_ms = now_ms();
+	zy.started_ms = cr_now_ms();
 }
 
 /* Whether a restarted server has said "ready" (under zy.mu); one that
@@ -288,7 +287,7 @@ static bool came_up(void)
 		       zy.restarts);
 		return true;
 	}
-	if (now_ms() - zy.started_ms > ZYGOTE_START_MS) {
+	if (cr_now_ms() - zy.started_ms > ZYGOTE_START_MS) {
 		cr_log("error", "zygote server did not say ready", "pid=%d", (int)zy.pid);
 		kill(zy.pid, SIGKILL);
 		waitpid(zy.pid, NULL, 0);
@@ -309,7 +308,7 @@ bool px_zygote_usable(void)
 		else
 			zy.retry_ms = 0; /* it was up: a new one at once */
 	}
-	if (zy.pid < 0 && !zy.starting && now_ms() >= zy.retry_ms)
+	if (zy.pid < 0 && !zy.starting && cr_now_ms() >= zy.retry_ms)
 		restart_server();
 	bool ok = zy.pid > 0 && (!zy.starting || came_up());
 	pthread_mutex_unlock(&zy.mu);
