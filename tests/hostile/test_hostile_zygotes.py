@@ -92,8 +92,9 @@ def test_memory_hog(zhw):
 
 
 def test_cpu_loop(zhw):
-    r = run(zhw, "cpu_loop", {"cpu_ms": 500, "wall_ms": 5000})
-    assert r["status"] == "timeout" and r["wall_ms"] < 4000, r
+    r = run(zhw, "cpu_loop", {"cpu_ms": 500, "wall_ms": 30000})
+    # the CPU limit ended it, not the wall limit
+    assert r["status"] == "timeout" and r["cpu_ms"] >= 400 and r["wall_ms"] < 30000, r
     healthy(zhw)
 
 

@@ -177,6 +177,7 @@ class SlowRuntime:
         os.chmod(self.root, 0o755)
         self.dir = os.path.join(self.root, base)
         shutil.copytree(RUNTIMES / base, self.dir)
+        self.delay = delay
         self.marker = "%d.%06d" % (delay, random.randrange(10 ** 6))
         os.rename(os.path.join(self.dir, "runtime.sh"), os.path.join(self.dir, "runtime-orig.sh"))
         p = pathlib.Path(self.dir, "runtime.sh")

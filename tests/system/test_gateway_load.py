@@ -135,7 +135,7 @@ def test_truncated_body_gets_408(gw):
                    b"Content-Length: 100\r\n\r\n{\"runtime\":")
     assert status_of(out) == 408, out
     assert b"body_timeout" in out and b"Connection: close" in out
-    assert 0.4 < time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 > 0.4  # it waited for the body (--body-timeout-ms) first
     # the client gives up half-way: nothing to answer, nothing leaks
     out = raw_http(gw.port, b"POST /v1/run HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\"", shut=True)
     still_serving(gw)

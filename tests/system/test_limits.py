@@ -39,14 +39,12 @@ def healthy(w):
 
 
 def test_wall_timeout_keeps_earlier_output(bash):
-    t0 = time.monotonic()
     r = bash.run({"m.sh": "echo before; sleep 30; echo after"}, limits={"wall_ms": 500})
-    took = time.monotonic() - t0
     run = r["run"]
     assert run["status"] == "timeout", run
     assert run["stdout"] == b"before\n"
-    assert 400 <= run["wall_ms"] < 3000
-    assert took < 5
+    # not before its limit; killed, not waited for (the sleep is 30 s)
+    assert 400 <= run["wall_ms"] < 30000
     healthy(bash)
 
 
@@ -55,7 +53,7 @@ def test_cpu_limit_busy_loop(python):
     run = r["run"]
     assert run["status"] == "timeout", run
     assert run["cpu_ms"] >= 400
-    assert run["wall_ms"] < 10000
+    assert run["wall_ms"] < 20000  # the CPU limit ended it, not the wall limit
     healthy(python)
 
 
@@ -79,12 +77,12 @@ def test_memory_within_limit_is_measured(python):
 def test_fork_bomb_contained(bash):
     marker = "bomb" + uuid.uuid4().hex[:8]
     code = ": %s; f() { f | f & }; f; sleep 5" % marker
-    t0 = time.monotonic()
     r = bash.run({"m.sh": code}, limits={"pids": 32, "wall_ms": 2000})
     assert r["ok"], r
     assert r["run"]["status"] in ("timeout", "exit", "ok", "signal")
-    assert time.monotonic() - t0 < 15
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # killed; the kernel may still be reaping
+    while procs_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert procs_with(marker) == []
     healthy(bash)
 
@@ -101,12 +99,11 @@ def test_output_flood_stdout(bash):
 
 def test_output_flood_stderr_endless(bash):
     r = bash.run({"m.sh": "echo first >&2; while :; do echo spam >&2; done"},
-                 limits={"output_bytes": 1000, "wall_ms": 10000})
+                 limits={"output_bytes": 1000, "wall_ms": 30000})
     run = r["run"]
-    assert run["status"] == "output"
+    assert run["status"] == "output"  # the output limit ended it, not the wall limit
     assert run["stderr_truncated"] is True and run["stdout_truncated"] is False
     assert run["stderr"].startswith(b"first\nspam\n") and len(run["stderr"]) == 1000
-    assert run["wall_ms"] < 5000
     healthy(bash)
 
 
@@ -121,10 +118,11 @@ def test_double_fork_daemon_is_gone_after_reply(bash):
 def test_daemon_holding_stdout_does_not_hang_the_reply(bash):
     marker = "%d.%s" % (4001, uuid.uuid4().int % 10**6)
     code = "( setsid sleep %s & ) ; echo done" % marker
-    t0 = time.monotonic()
-    r = bash.run({"m.sh": code}, limits={"wall_ms": 5000})
-    assert r["run"]["stdout"] == b"done\n"
-    assert time.monotonic() - t0 < 3
+    r = bash.run({"m.sh": code}, limits={"wall_ms": 30000})
+    # the reply came when the program ended, not when the daemon (4001 s)
+    # or the wall limit (30 s) would have: it is ok, not timeout
+    assert r["run"]["status"] == "ok" and r["run"]["stdout"] == b"done\n", r["run"]
+    assert r["run"]["wall_ms"] < 30000
     assert procs_with("sleep\0" + marker) == []
 
 

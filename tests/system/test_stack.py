@@ -2,18 +2,17 @@
 
 One stack is started for the module in a private dir on non-default ports
 and uids, so it never meets a developer's `make run`. The tests call a
-worker of each runtime, SIGKILL workers and time how soon they serve again
-(the issue's bound: 50 ms), check the logs, refuse a second stack on the
-same dir, then stop it and check that no process is left. A second stack
-is stopped the way a terminal's Ctrl-C does it (SIGINT to the process
-group).
+worker of each runtime, SIGKILL workers and check that s6 brings each back
+at once through the readiness path, check the logs, refuse a second stack
+on the same dir, then stop it and check that no process is left. A second
+stack is stopped the way a terminal's Ctrl-C does it (SIGINT to the
+process group).
 
-Restart timing is taken two ways: a client polling `ping` on fresh
-connections (what a user sees), and s6's own record (s6-svstat's
-`updownsince`/`readysince`, TAI64N stamps taken by s6-supervise when it
-spawned the new worker and when the worker signalled readiness), which
-does not depend on how fast this Python polls on a loaded box. The 50 ms
-bound is asserted on readiness; the numbers are printed (run with -s).
+Restart times are figures, not gates (they depend on the host): taken two
+ways, a client polling `ping` on fresh connections (what a user sees), and
+s6's own record (s6-svstat's `updownsince`/`readysince`, TAI64N stamps
+taken by s6-supervise when it spawned the new worker and when the worker
+signalled readiness), and printed against the 50 ms target (run with -s).
 """
 import os
 import pathlib
@@ -43,7 +42,6 @@ STACK = REPO / "stack" / "corral-stack"
 UID_BASE = 70000 + (os.getpid() % 500) * 520
 SLOTS = 2
 RESTART_TARGET_S = 0.050  # the issue's target: measured and reported (bench/restart.py)
-RESTART_WORST_S = 0.500   # any one kill: well under s6's 1 s restart throttle
 KILLS_PER_RUNTIME = 5
 
 
@@ -133,6 +131,15 @@ class Stack:
             return None
         assert r.returncode == 0, r.stderr
         return r.stdout.split()
+
+    def deaths(self, service):
+        """s6-supervise's death tally of the service: one line a death."""
+        r = subprocess.run(["s6-svdt", str(self.scan / service)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()
+
+    def clear_deaths(self, service):
+        subprocess.run(["s6-svdt-clear", str(self.scan / service)], check=True)
 
     def wait_ready(self, timeout=60):
         deadline = time.time() + timeout
@@ -228,12 +235,6 @@ def stack():
     s = Stack("t")
     yield s
     s.cleanup()
-
-
-def sanitized_build():
-    """True for a `make SAN=1` build: ASan's start-up alone is far above
-    any restart bound, so the bound is not asserted there."""
-    return b"libasan.so" in (BUILD / "corral-processor").read_bytes()
 
 
 def runtime_of(service):
@@ -339,6 +340,7 @@ def kill_and_time(stack, svc, offset):
             break
         time.sleep(0.05)
     assert ping(url)["ok"] is True
+    stack.clear_deaths(svc)
     t_kill = time.time()
     os.kill(int(pid), signal.SIGKILL)
     answered = None
@@ -362,6 +364,13 @@ def kill_and_time(stack, svc, offset):
             break
         time.sleep(0.01)
     assert newpid != pid and up == "true" and ready == "true", (pid, newpid, up, ready)
+    # s6's death tally holds our SIGKILL alone: the first start after it
+    # is the one that came up and signalled readiness (a start that failed
+    # would be a second death, and the start after it would have waited
+    # for s6-supervise's 1 s restart throttle)
+    deaths = stack.deaths(svc)
+    assert len(deaths) == 1 and deaths[0].endswith("signal SIGKILL"), (
+        svc, deaths, stack.log_tail(svc))
     stack.pids.add(int(newpid))
 
     def unix(label):
@@ -371,15 +380,17 @@ def kill_and_time(stack, svc, offset):
 
 
 def test_sigkilled_worker_serves_again_at_once(stack):
-    """kill->ready is s6's record (the new worker's spawn and readiness
-    stamps) against the time of the kill. No single kill may take more
-    than RESTART_WORST_S: s6 restarted it at once and readiness came by
-    notification, not after s6's one-second throttle. The 50 ms target
-    is a speed figure, so it is measured and reported (here, in
-    BUILD/restart-after-sigkill.txt, and by bench/restart.py), not a
-    pass/fail gate that machine load would decide."""
+    """Each SIGKILLed worker is restarted by s6 at once and comes back
+    through the readiness notification: its first start after the kill
+    is the one that becomes ready (kill_and_time), not a start after a
+    failed one and s6's one-second throttle, and it answers. How long
+    that takes is a speed figure: kill->ready (s6's spawn and readiness
+    stamps against the time of the kill) is measured and reported here,
+    in BUILD/restart-after-sigkill.txt, and by bench/restart.py, against
+    the 50 ms target; it is not a pass/fail gate that the host's speed
+    and load would decide."""
     offset = tai64n_offset()
-    rows, medians, worst = [], {}, 0.0
+    rows, medians = [], {}
     for rt in sorted({runtime_of(s) for s in stack.workers}):
         svc = "%s-1" % rt
         times = [kill_and_time(stack, svc, offset) for _ in range(KILLS_PER_RUNTIME)]
@@ -387,7 +398,6 @@ def test_sigkilled_worker_serves_again_at_once(stack):
             rows.append("%-9s kill->up %5.1f ms  up->ready %5.1f ms  kill->ready %5.1f ms  "
                         "kill->ping answered %5.1f ms" % ((svc,) + tuple(x * 1000 for x in t)))
         medians[svc] = statistics.median(t[2] for t in times)
-        worst = max([worst] + [t[2] for t in times])
     summary = "\n".join(rows) + "\nmedian kill->ready: " + ", ".join(
         "%s %.1f ms" % (s, m * 1000) for s, m in sorted(medians.items()))
     summary += "\ntarget %d ms: %s" % (RESTART_TARGET_S * 1000, ", ".join(
@@ -395,8 +405,6 @@ def test_sigkilled_worker_serves_again_at_once(stack):
         for s, m in sorted(medians.items())))
     print("\nrestart after SIGKILL (s6-svstat stamps; ping polled by this test):\n" + summary)
     (BUILD / "restart-after-sigkill.txt").write_text(summary + "\n")
-    if not sanitized_build():  # ASan start-up is slower: numbers only
-        assert worst <= RESTART_WORST_S, "a restart took %.1f ms:\n%s" % (worst * 1000, summary)
     # Every worker serves after all that.
     for url in stack.workers.values():
         assert ping(url)["ok"] is True
