@@ -7,6 +7,7 @@ and sees nothing of this one, and no process of the slot is left.
 Network cases only ever target loopback, or TEST-NET-1 (192.0.2.1) from
 inside an empty network namespace; they are not run at the levels without
 one, so no real traffic leaves the host."""
+import ast
 import hashlib
 import os
 import socket
@@ -359,7 +360,7 @@ def raw(hw, calls):
     code = RAW % nr + "".join("res.append((%r, %s))\n" % c for c in calls) + "print(res)\n"
     r = run(hw, code)
     assert r["status"] == "ok", r
-    return dict(eval(r["stdout"]))
+    return dict(ast.literal_eval(r["stdout"].decode()))
 
 
 def test_socket_families_refused(hw):
