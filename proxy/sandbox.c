@@ -44,8 +44,18 @@
  * (unshare, setns, clone with CLONE_NEW*; clone3 gets ENOSYS so libc
  * falls back to clone, whose flags we can see), io_uring, userfaultfd,
  * open_by_handle_at, TIOCSTI, acct, quotactl, syslog, personality
- * changes. Everything after fork here is async-signal-safe: all strings
- * and the BPF program are prepared at px_init.
+ * changes. TIOCSTI is matched on the low 32 bits of ioctl's request, as
+ * the kernel reads it (an unsigned int). socket and socketpair create
+ * only AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK with NETLINK_ROUTE
+ * (getifaddrs, if_nameindex: node's os.networkInterfaces, ruby's
+ * Socket.ip_address_list fail without it); any other domain gets
+ * EAFNOSUPPORT, as from a kernel without that family (AF_VSOCK reaches a
+ * VM's host, no network namespace covers it; AF_PACKET, AF_ALG ...), and
+ * another netlink protocol EPROTONOSUPPORT. These compare all 64 bits: a
+ * domain or protocol with upper bits set is refused (libc never passes
+ * one), so the int the kernel reads cannot differ from what was checked.
+ * Everything after fork here is async-signal-safe: all strings and the
+ * BPF program are prepared at px_init.
  *
  * A root worker builds the part of the stage's root (above) that is the
  * same for every run once per slot, in the forker (px_sandbox_prebuild): a mount
@@ -61,6 +71,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
@@ -151,6 +162,42 @@ static int add_rule(scmp_filter_ctx ctx, const char *name, uint32_t action,
 	return rc == -EDOM || rc == -EFAULT ? 0 : rc; /* absent on some arch */
 }
 
+/* The socket families a run may create (socket, socketpair): ascending,
+ * the last the largest. AF_NETLINK for NETLINK_ROUTE only. */
+static const unsigned long families[] = { AF_UNIX, AF_INET, AF_INET6, AF_NETLINK };
+#define LAST_FAMILY (sizeof families / sizeof *families - 1)
+
+static bool family_allowed(unsigned long f)
+{
+	for (size_t i = 0; i <= LAST_FAMILY; i++)
+		if (families[i] == f)
+			return true;
+	return false;
+}
+
+/* EAFNOSUPPORT for any domain but families[], compared on all 64 bits:
+ * the kernel reads an int, but a value with upper bits set is refused
+ * whatever its lower half says (libc never passes one). The rules do not
+ * overlap: each domain value meets at most one. */
+static int deny_families(scmp_filter_ctx ctx, const char *call)
+{
+	const uint32_t nosup = SCMP_ACT_ERRNO(EAFNOSUPPORT);
+	int rc = 0;
+	for (unsigned long f = 0; rc == 0 && f < families[LAST_FAMILY]; f++) {
+		struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_EQ, f);
+		if (!family_allowed(f))
+			rc = add_rule(ctx, call, nosup, 1, &c);
+	}
+	struct scmp_arg_cmp above = SCMP_A0(SCMP_CMP_GT, families[LAST_FAMILY]);
+	struct scmp_arg_cmp nl[2] = { SCMP_A0(SCMP_CMP_EQ, AF_NETLINK),
+	                              SCMP_A2(SCMP_CMP_NE, NETLINK_ROUTE) };
+	if (rc == 0)
+		rc = add_rule(ctx, call, nosup, 1, &above);
+	if (rc == 0) /* what a kernel without that netlink protocol says */
+		rc = add_rule(ctx, call, SCMP_ACT_ERRNO(EPROTONOSUPPORT), 2, nl);
+	return rc;
+}
+
 static int build_filter(char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
@@ -172,9 +219,14 @@ static int build_filter(char *err, size_t errlen)
 	}
 	if (rc == 0)
 		rc = add_rule(ctx, "clone3", SCMP_ACT_ERRNO(ENOSYS), 0, NULL);
-	struct scmp_arg_cmp sti = SCMP_A1(SCMP_CMP_EQ, TIOCSTI);
+	/* ioctl's cmd is an unsigned int: the kernel ignores the upper half */
+	struct scmp_arg_cmp sti = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, TIOCSTI);
 	if (rc == 0)
 		rc = add_rule(ctx, "ioctl", SCMP_ACT_ERRNO(EPERM), 1, &sti);
+	if (rc == 0)
+		rc = deny_families(ctx, "socket");
+	if (rc == 0)
+		rc = deny_families(ctx, "socketpair");
 	int fd = rc == 0 ? memfd_create("corral-seccomp", MFD_CLOEXEC) : -1;
 	if (rc != 0 || fd < 0 || seccomp_export_bpf(ctx, fd) != 0) {
 		snprintf(err, errlen, "cannot build the seccomp filter: %s",

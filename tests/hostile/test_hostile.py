@@ -7,8 +7,10 @@ and sees nothing of this one, and no process of the slot is left.
 Network cases only ever target loopback, or TEST-NET-1 (192.0.2.1) from
 inside an empty network namespace; they are not run at the levels without
 one, so no real traffic leaves the host."""
+import ast
 import hashlib
 import os
+import socket
 import threading
 import time
 
@@ -362,6 +364,110 @@ def test_compat_syscalls_refused(hw):
     ends = dict(line.split(" ", 1) for line in out.splitlines() if not line.startswith("["))
     assert ends["i386"] in ("-38", "signal 11", "signal 31"), r
     assert ends["x32"] in ("-38", "signal 31"), r
+    healthy(hw)
+
+
+# Raw syscalls with 64-bit arguments, as hostile code makes them (libc's
+# wrappers would clean the upper half): a run prints [(name, result)] with
+# result "ok" or the errno.
+RAW = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+NR = %r
+def sc(call, *args):
+    ctypes.set_errno(0)
+    rc = libc.syscall(ctypes.c_long(NR[call]), *[ctypes.c_ulong(a & (1 << 64) - 1) for a in args])
+    if rc < 0:
+        return ctypes.get_errno()
+    if call == 'socketpair':
+        os.close(sv[0]), os.close(sv[1])
+    elif call == 'socket':
+        os.close(rc)
+    return 'ok'
+sv = (ctypes.c_int * 2)()
+buf = ctypes.create_string_buffer(64)
+HI = 1 << 32  # upper garbage: the kernel reads these arguments as 32 bits
+res = []
+"""
+SYSCALL_NR = {"x86_64": {"socket": 41, "socketpair": 53, "ioctl": 16},
+              "aarch64": {"socket": 198, "socketpair": 199, "ioctl": 29}}
+
+
+def raw(hw, calls):
+    """Runs [(name, "sc('call', args...)")] and returns {name: result}."""
+    nr = SYSCALL_NR.get(os.uname().machine)
+    if nr is None:
+        pytest.skip("syscall numbers known for x86_64 and aarch64 only")
+    code = RAW % nr + "".join("res.append((%r, %s))\n" % c for c in calls) + "print(res)\n"
+    r = run(hw, code)
+    assert r["status"] == "ok", r
+    return dict(ast.literal_eval(r["stdout"].decode()))
+
+
+def test_socket_families_refused(hw):
+    """Only AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK (NETLINK_ROUTE) may be
+    created: any other domain, however spelled, is EAFNOSUPPORT (97) as
+    from a kernel without the family; another netlink protocol is
+    EPROTONOSUPPORT (93)."""
+    need(hw, "seccomp", "no seccomp filter at this level")
+    got = raw(hw, [("vsock", "sc('socket', 40, 1, 0)"), ("packet", "sc('socket', 17, 2, 0)"),
+                   ("packet_raw", "sc('socket', 17, 3, 0x300)"), ("alg", "sc('socket', 38, 5, 0)"),
+                   ("vsock_hi", "sc('socket', HI | 40, 1, 0)"), ("unix_hi", "sc('socket', HI | 1, 1, 0)"),
+                   ("minus_one", "sc('socket', -1, 1, 0)"), ("int_minus_one", "sc('socket', 0xffffffff, 1, 0)"),
+                   ("above_max", "sc('socket', 46, 1, 0)"), ("huge", "sc('socket', 1 << 31, 1, 0)"),
+                   ("zero", "sc('socket', 0, 1, 0)"),
+                   ("pair_vsock", "sc('socketpair', 40, 1, 0, ctypes.addressof(sv))"),
+                   ("pair_unix_hi", "sc('socketpair', HI | 1, 1, 0, ctypes.addressof(sv))"),
+                   ("nl_audit", "sc('socket', 16, 3, 9)"), ("nl_uevent", "sc('socket', 16, 2, 15)"),
+                   ("nl_route_hi", "sc('socket', 16, 3, HI)")])
+    assert got == {k: 97 for k in ("vsock", "packet", "packet_raw", "alg", "vsock_hi", "unix_hi",
+                                   "minus_one", "int_minus_one", "above_max", "huge", "zero",
+                                   "pair_vsock", "pair_unix_hi")} | \
+        {"nl_audit": 93, "nl_uevent": 93, "nl_route_hi": 93}, got
+    healthy(hw)
+
+
+def test_socket_families_allowed(hw):
+    """What runtimes use still works: AF_UNIX, AF_INET, AF_INET6 sockets,
+    an AF_UNIX pair, a NETLINK_ROUTE socket (getifaddrs, if_nameindex);
+    socketpair(AF_INET) gets the kernel's own EOPNOTSUPP (95)."""
+    need(hw, "seccomp", "no seccomp filter at this level")
+    calls = [("unix", "sc('socket', 1, 1, 0)"), ("inet", "sc('socket', 2, 1, 0)"),
+             ("udp", "sc('socket', 2, 2, 0)"), ("nl_route", "sc('socket', 16, 3, 0)"),
+             ("pair_unix", "sc('socketpair', 1, 5, 0, ctypes.addressof(sv))"),
+             ("pair_inet", "sc('socketpair', 2, 1, 0, ctypes.addressof(sv))"),
+             ("ifaces", "'lo' in [n for _, n in __import__('socket').if_nameindex()]")]
+    want = {"unix": "ok", "inet": "ok", "udp": "ok", "nl_route": "ok", "pair_unix": "ok",
+            "pair_inet": 95, "ifaces": True}
+    if socket_family_works(socket.AF_INET6):
+        calls.append(("inet6", "sc('socket', 10, 1, 0)"))
+        want["inet6"] = "ok"
+    assert raw(hw, calls) == want
+    healthy(hw)
+
+
+def socket_family_works(family):
+    try:
+        socket.socket(family).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_tiocsti_upper_bits_refused(hw):
+    """ioctl's request is an unsigned int: TIOCSTI (0x5412) with upper bits
+    set is TIOCSTI to the kernel, and the filter's EPERM (1) too. On
+    /dev/null the kernel itself would say ENOTTY (25), as it does for
+    TCGETS (0x5401) with upper bits: that is the filter's answer, not the
+    kernel's."""
+    need(hw, "seccomp", "no seccomp filter at this level")
+    ch = "ctypes.addressof(buf)"
+    got = raw(hw, [("null", "os.open('/dev/null', os.O_RDWR)"),
+                   ("sti", "sc('ioctl', res[0][1], 0x5412, %s)" % ch),
+                   ("sti_hi", "sc('ioctl', res[0][1], HI | 0x5412, %s)" % ch),
+                   ("sti_sext", "sc('ioctl', res[0][1], -(1 << 32) | 0x5412, %s)" % ch),
+                   ("tcgets_hi", "sc('ioctl', res[0][1], HI | 0x5401, %s)" % ch)])
+    assert {k: got[k] for k in ("sti", "sti_hi", "sti_sext", "tcgets_hi")} == \
+        {"sti": 1, "sti_hi": 1, "sti_sext": 1, "tcgets_hi": 25}, got
     healthy(hw)
 
 
