@@ -27,8 +27,11 @@ static const struct opt {
 	[O_RUNTIME] = { "--runtime-dir", "CORRAL_RUNTIME_DIR", "DIR",
 	                "the runtime: runtime.sh, runtime.conf, optional compile.sh (required)" },
 	[O_STATE] = { "--state-dir", "CORRAL_STATE_DIR", "DIR",
-	              "private dir for work dirs and the staged runtime; emptied at start "
-	              "[/tmp/corral.<pid>]" },
+	              "private dir for work dirs and the staged runtime; emptied at start. "
+	              "Made when absent; when it exists it must be a real folder (not a "
+	              "symlink) owned by the worker's uid and not writable by group or "
+	              "others, or the worker refuses to start "
+	              "[a new $TMPDIR/corral.<pid>.XXXXXX, made by mkdtemp]" },
 	[O_SLOTS] = { "--slots", "CORRAL_SLOTS", "N", "invocations at once [number of CPUs]" },
 	[O_UID] = { "--uid-base", "CORRAL_UID_BASE", "UID",
 	            "when root, slot i runs as uid UID+i, gid UID+i [60000]" },

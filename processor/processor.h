@@ -25,7 +25,7 @@ typedef struct pr_config {
 	const char *listen[PR_MAX_LISTEN];
 	int nlisten;
 	const char *runtime_dir; /* as given */
-	const char *state_dir;   /* NULL: /tmp/corral.<pid> */
+	const char *state_dir;   /* NULL: mkdtemp $TMPDIR/corral.<pid>.XXXXXX */
 	int slots;
 	int uid_base; /* -1: no uid drop */
 	int notify_fd;
