@@ -126,6 +126,49 @@ def test_malformed_requests_get_bad_request(bash, body, needle):
     assert_healthy(bash)
 
 
+def test_hostile_headers_get_bad_request(bash):
+    """Declared sizes past the bytes left or the caps: refused, worker up."""
+    cases = [
+        (b"\xdd\xff\xff\xff\xff" + b"\xc0" * 5, "truncated"),
+        (b"\x81\xa1a" * 20 + b"\xc0", "nested deeper than 8"),
+        (b"\x82\xa1v\x01\xa1x\xdc\x07\xd0" + b"\xc0" * 2000, "more than the maximum 1024"),
+        (b"\x82\xa1v\x01\xa1x\x94" + (b"\xdc\x03\xe8" + b"\xc0" * 1000) * 4,
+         "more objects in all"),
+    ]
+    with sp.Req(bash.url) as r:
+        for body, needle in cases:
+            reply = msgpack.unpackb(r.call_raw(body), raw=False)
+            assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
+            assert needle in reply["error"]["message"], (needle, reply)
+    assert_healthy(bash)
+
+
+def _vm_hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_hostile_32mib_message_is_refused_before_unpacking(worker_factory):
+    """32 MiB declaring 32 Mi one-byte elements: msgpack-c would allocate a
+    24-byte object for each (800 MB of RSS). The declared count is refused
+    on the raw bytes first, so the worker holds little more than the
+    message, answers bad_request and stays healthy."""
+    w = worker_factory("bash", slots=1)
+    before = _vm_hwm_kb(w.proc.pid)
+    n = 32 * 1024 * 1024 - 5
+    body = b"\xdd" + struct.pack(">I", n) + b"\xc0" * n
+    with sp.Req(w.url, 120) as r:
+        reply = msgpack.unpackb(r.call_raw(body), raw=False)
+    assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
+    assert "more than the maximum" in reply["error"]["message"]
+    assert_healthy(w)
+    grown_mb = (_vm_hwm_kb(w.proc.pid) - before) / 1024
+    assert grown_mb < 200, "peak RSS grew by %d MB for a 32 MiB message" % grown_mb
+
+
 def test_unsupported(bash):
     r = bash.call({"v": 2, "op": "ping"})
     assert r["error"]["code"] == "unsupported"
