@@ -26,7 +26,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon -Iproxy -Igateway -MMD -MP
-LDLIBS = -lnng -lmsgpackc -ljansson -lseccomp -lpthread -lm
+LDLIBS = -lnng -lmsgpackc -ljansson -lseccomp -lmbedcrypto -lpthread -lm
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 PY = /usr/bin/python3

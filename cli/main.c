@@ -13,6 +13,7 @@
  * with the program's exit code, so it composes in shell scripts; the
  * codes it adds for other endings are listed in usage().
  */
+#include "auth.h"
 #include "conf.h"
 #include "wire.h"
 #include "wire_json.h"
@@ -36,6 +37,9 @@ static void usage(FILE *f)
 	      "  corral cancel --worker URL ID\n"
 	      "  corral raw --worker URL  < request.msgpack > reply.msgpack\n\n"
 	      "URL is tcp://HOST:PORT or ipc:///PATH (env CORRAL_WORKER).\n"
+	      "  --secret-file PATH    sign every request with the workers' shared secret\n"
+	      "                        (docs/protocol.md, \"Authentication\"; env\n"
+	      "                        CORRAL_SECRET_FILE) [unsigned]\n"
 	      "invoke options:\n"
 	      "  --stdin FILE          program's stdin ('-': this stdin) [empty]\n"
 	      "  --arg ARG             one argument after the entry; repeatable\n"
@@ -102,25 +106,40 @@ static int read_path(const char *path, char **out, size_t *len)
 	return rc;
 }
 
-/* One request/reply over a fresh REQ socket. */
+static cr_auth *auth; /* --secret-file */
+
+/* One request/reply over a fresh REQ socket; signed with --secret-file. */
 static int exchange(const char *url, const void *req, size_t len, int64_t timeout_ms,
                     nng_msg **reply)
 {
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (auth) { /* a body that is no map (raw) goes as it is */
+		msgpack_sbuffer_write(&sb, req, len);
+		if (cr_auth_sign(auth, &sb) == 0)
+			req = sb.data, len = sb.size;
+	}
 	nng_socket s;
 	int rv;
-	if ((rv = nng_req0_open(&s)))
+	if ((rv = nng_req0_open(&s))) {
+		msgpack_sbuffer_destroy(&sb);
 		return die(X_WORKER, "nng: %s", nng_strerror(rv));
+	}
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, (nng_duration)timeout_ms);
 	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 0);
 	if ((rv = nng_dial(s, url, NULL, 0))) {
 		fprintf(stderr, "corral: cannot connect to %s: %s\n", url, nng_strerror(rv));
+		msgpack_sbuffer_destroy(&sb);
 		nng_close(s);
 		return X_WORKER;
 	}
 	nng_msg *m;
-	if ((rv = nng_msg_alloc(&m, 0)) || (rv = nng_msg_append(m, req, len)) ||
-	    (rv = nng_sendmsg(s, m, 0)) || (rv = nng_recvmsg(s, reply, 0))) {
+	rv = nng_msg_alloc(&m, 0);
+	if (!rv && (rv = nng_msg_append(m, req, len)))
+		nng_msg_free(m);
+	msgpack_sbuffer_destroy(&sb);
+	if (rv || (rv = nng_sendmsg(s, m, 0)) || (rv = nng_recvmsg(s, reply, 0))) {
 		fprintf(stderr, "corral: %s: %s\n", url, nng_strerror(rv));
 		nng_close(s);
 		return X_WORKER;
@@ -148,6 +167,7 @@ typedef struct opts {
 static int parse(opts *o, int argc, char **argv)
 {
 	char err[256];
+	const char *secret = cr_env("CORRAL_SECRET_FILE");
 	o->worker = cr_env("CORRAL_WORKER");
 	o->timeout_ms = 300000;
 	o->limits = o->compile_limits = CR_LIMITS_UNSET;
@@ -162,6 +182,7 @@ static int parse(opts *o, int argc, char **argv)
 		if (takes && !v)
 			return die(X_USAGE, "%s needs a value", a);
 		if (strcmp(a, "--worker") == 0) o->worker = v;
+		else if (strcmp(a, "--secret-file") == 0) secret = v;
 		else if (strcmp(a, "--stdin") == 0) o->stdin_path = v;
 		else if (strcmp(a, "--entry") == 0) o->entry = v;
 		else if (strcmp(a, "--id") == 0) o->id = v;
@@ -191,6 +212,8 @@ static int parse(opts *o, int argc, char **argv)
 	}
 	if (!o->worker)
 		return die(X_USAGE, "%s", "--worker URL is required (or CORRAL_WORKER)");
+	if (secret && !(auth = cr_auth_load(secret, err, sizeof err)))
+		return die(X_USAGE, "--secret-file (CORRAL_SECRET_FILE): %s", err);
 	return 0;
 }
 

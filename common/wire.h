@@ -8,6 +8,8 @@
  *                        everything (types, id, file names, caps) and
  *                        saying in `err` what is wrong.
  *   cr_request_encode()  client side (cli, gateway): cr_request -> bytes.
+ *   cr_msgpack_check()   the declared sizes of raw msgpack, checked before
+ *                        msgpack-c unpacks (and allocates for) them.
  *   cr_reply_*()         helpers to write replies (run/error) and
  *                        cr_obj_*() to read any decoded map.
  *
@@ -90,6 +92,26 @@ extern const cr_caps cr_caps_default;
 /* Decoding outcome: 0, or the error class for the reply's error.code. */
 #define CR_DECODE_BAD (-1)         /* bad_request */
 #define CR_DECODE_UNSUPPORTED (-2) /* unsupported (v or op) */
+
+/* Bounds of a msgpack message, checked on its raw bytes before msgpack-c
+ * unpacks it (msgpack-c allocates 24 bytes per declared element first). */
+typedef struct cr_bounds {
+	size_t max_objects; /* objects in all, containers and map keys included */
+	size_t max_items;   /* elements of one array, pairs of one map */
+	size_t max_bytes;   /* one str, bin or ext */
+	size_t max_depth;   /* containers nested (at most 32) */
+} cr_bounds;
+
+/* What a request within caps needs at most (docs/protocol.md, "Size
+ * limits"): 256 + 5 max_files + max_args + 2 max_env objects, containers
+ * of max(max_files, max_args, max_env, 64), strings of
+ * max(max_file_bytes, max_total_bytes, max_argenv_bytes), nesting 8. */
+cr_bounds cr_request_bounds(const cr_caps *caps);
+/* 0, or CR_DECODE_BAD with what is wrong in err: a declared size above a
+ * bound or above what the bytes left could hold. Reads headers only and
+ * allocates nothing (wire_bounds.c). */
+int cr_msgpack_check(const void *buf, size_t len, const cr_bounds *b, char *err,
+                     size_t errlen);
 
 /* 0 on success; CR_DECODE_* with a human message in err. On failure
  * *req is left freed except req->id, kept when it could be read so that

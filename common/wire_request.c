@@ -8,6 +8,10 @@
  * clients can talk to older workers; unknown limit keys are refused,
  * because a misspelt limit would otherwise silently not apply.
  *
+ * Before msgpack-c sees the bytes, cr_msgpack_check() (wire_bounds.c)
+ * refuses declared sizes that the message cannot hold or that pass the
+ * caps, so the unpacker allocates little however hostile the header.
+ *
  * The decoded request owns malloc'd, NUL-terminated copies of every
  * string; cr_request_free() releases them.
  */
@@ -75,84 +79,6 @@ bool cr_valid_path(const char *name, size_t len, size_t max_len)
 				return false;
 			start = i + 1;
 		}
-	}
-	return true;
-}
-
-/* ---- pre-scan --------------------------------------------------------- */
-
-/*
- * msgpack-c allocates room for a container's declared element count
- * before it reads one element, so five bytes declaring an array of 2^32
- * elements would make the worker allocate 100 GB. This walk reads only
- * headers and checks that the objects still owed never outnumber the
- * bytes left (each takes at least one), which bounds what the unpacker
- * allocates to a small multiple of the message's size.
- */
-static uint64_t big_endian(const unsigned char *p, size_t n)
-{
-	uint64_t v = 0;
-	for (size_t i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/* false when the message cannot be whole: it owes more objects than it
- * has bytes left. Other faults are left to the unpacker to report. */
-static bool msgpack_bounded(const unsigned char *p, size_t len)
-{
-	uint64_t owed = 1; /* objects still to read */
-	size_t i = 0;
-	while (owed > 0) {
-		if (owed > len - i)
-			return false;
-		unsigned char b = p[i++];
-		uint64_t n = 0, skip = 0, items = 0;
-		size_t hdr = 0;
-		if (b <= 0x7f || b >= 0xe0 || (b >= 0xc0 && b <= 0xc3)) {
-			/* fixint, nil, bool */
-		} else if (b >= 0x80 && b <= 0x8f) {
-			items = 2u * (b & 0x0f);
-		} else if (b >= 0x90 && b <= 0x9f) {
-			items = b & 0x0f;
-		} else if (b >= 0xa0 && b <= 0xbf) {
-			skip = b & 0x1f;
-		} else {
-			switch (b) {
-			case 0xc4: case 0xd9: hdr = 1; break;                 /* bin8, str8 */
-			case 0xc5: case 0xda: hdr = 2; break;                 /* bin16, str16 */
-			case 0xc6: case 0xdb: hdr = 4; break;                 /* bin32, str32 */
-			case 0xc7: hdr = 1; skip = 1; break;                  /* ext8 */
-			case 0xc8: hdr = 2; skip = 1; break;                  /* ext16 */
-			case 0xc9: hdr = 4; skip = 1; break;                  /* ext32 */
-			case 0xca: case 0xce: case 0xd2: skip = 4; break;     /* float32, u32, i32 */
-			case 0xcb: case 0xcf: case 0xd3: skip = 8; break;     /* float64, u64, i64 */
-			case 0xcc: case 0xd0: skip = 1; break;
-			case 0xcd: case 0xd1: skip = 2; break;
-			case 0xd4: skip = 2; break; case 0xd5: skip = 3; break; /* fixext */
-			case 0xd6: skip = 5; break; case 0xd7: skip = 9; break;
-			case 0xd8: skip = 17; break;
-			case 0xdc: case 0xde: hdr = 2; break;                 /* array16, map16 */
-			case 0xdd: case 0xdf: hdr = 4; break;                 /* array32, map32 */
-			default: return true; /* 0xc1: invalid; the unpacker says so */
-			}
-			if (hdr) {
-				if (len - i < hdr)
-					return false;
-				n = big_endian(p + i, hdr);
-				i += hdr;
-				if (b == 0xdc || b == 0xdd)
-					items = n;
-				else if (b == 0xde || b == 0xdf)
-					items = 2 * n;
-				else
-					skip += n;
-			}
-		}
-		if (skip > len - i)
-			return false;
-		i += skip;
-		owed = owed - 1 + items;
 	}
 	return true;
 }
@@ -465,14 +391,17 @@ int cr_request_decode(const void *buf, size_t len, const cr_caps *caps,
 	memset(req, 0, sizeof *req);
 	req->limits = req->compile_limits = CR_LIMITS_UNSET;
 
+	/* Declared sizes first: msgpack-c allocates for them before reading. */
+	cr_bounds bounds = cr_request_bounds(d.caps);
 	msgpack_unpacked u;
 	size_t off = 0;
 	msgpack_unpacked_init(&u);
-	int rc;
-	msgpack_unpack_return ur = msgpack_bounded(buf, len)
-	                                   ? msgpack_unpack_next(&u, buf, len, &off)
-	                                   : MSGPACK_UNPACK_CONTINUE;
-	if (ur == MSGPACK_UNPACK_CONTINUE)
+	int rc = cr_msgpack_check(buf, len, &bounds, err, errlen);
+	msgpack_unpack_return ur = rc ? MSGPACK_UNPACK_SUCCESS
+	                              : msgpack_unpack_next(&u, buf, len, &off);
+	if (rc)
+		;
+	else if (ur == MSGPACK_UNPACK_CONTINUE)
 		rc = fail(&d, "not a whole msgpack message (truncated: it declares more than "
 		              "its %zu bytes hold)", len);
 	else if (ur != MSGPACK_UNPACK_SUCCESS)

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "wire.h"
 
 /* ---- configuration (gw_config.c) ------------------------------------- */
@@ -64,6 +65,8 @@ typedef struct gw_config {
 	size_t max_reply;
 	int drain_ms;
 	int notify_fd;
+	char *secret_file; /* --secret-file */
+	cr_auth *auth;     /* its secret: every request to a worker is signed */
 } gw_config;
 
 extern gw_config gw_cfg;
@@ -73,6 +76,9 @@ int gw_config_parse(int argc, char **argv);
 /* ---- utilities (gw_util.c) ------------------------------------------- */
 
 int64_t gw_now_ms(void);
+/* cr_request_encode, signed with --secret-file when given (a fresh nonce
+ * each call: encode each send anew). -1 when signing failed. */
+int gw_request_encode(const cr_request *r, msgpack_sbuffer *sb);
 /* NULL on bad input. */
 char *gw_base64_decode(const char *s, size_t n, size_t *outlen);
 char *gw_hex_decode(const char *s, size_t n, size_t *outlen);
@@ -148,6 +154,7 @@ struct gw_worker {
 	bool removed; /* dropped by discovery */
 	bool closed;  /* ...and its socket closed */
 	bool probing; /* a ping/info in flight */
+	bool unauthorized_logged; /* its `unauthorized` refusal was logged */
 	bool connected;
 	int64_t last_ok_ms;
 	uint64_t last_pick; /* gw_pool_pick's round robin */

@@ -76,6 +76,10 @@ static const char usage[] =
 "                                                                CORRAL_GW_DEADLINE_SLACK_MS\n"
 "  --body-timeout-ms MS  time allowed to receive a body (10000)  CORRAL_GW_BODY_TIMEOUT_MS\n"
 "  --max-reply BYTES     largest worker reply accepted (256M)    CORRAL_GW_MAX_REPLY\n"
+"  --secret-file PATH    sign every request to the workers with this shared\n"
+"                        secret (HMAC-SHA256, timestamp, nonce); the workers\n"
+"                        get the same file (docs/protocol.md, \"Authentication\")\n"
+"                        (default: unsigned)   CORRAL_GW_SECRET_FILE or CORRAL_SECRET_FILE\n"
 "  --drain-ms MS         on SIGTERM, wait this long for in-flight requests\n"
 "                        (15000)                                 CORRAL_GW_DRAIN_MS\n"
 "  --notify-fd N         write \"\\n\" to fd N once listening (s6 readiness)\n"
@@ -185,7 +189,7 @@ static int set_hedge(const char *v)
 enum {
 	O_LISTEN = 256, O_WORKERS, O_DISCOVER, O_DISCOVER_MS, O_MAX_BODY, O_CORS,
 	O_KEYS, O_NOAUTH, O_RACE, O_HEDGE, O_HEDGE_BUDGET, O_QUEUE, O_QUEUE_MS, O_RETRIES,
-	O_PING, O_PING_TO, O_SLACK, O_BODY_TO, O_MAX_REPLY, O_DRAIN, O_NOTIFY,
+	O_PING, O_PING_TO, O_SLACK, O_BODY_TO, O_MAX_REPLY, O_DRAIN, O_NOTIFY, O_SECRET,
 	O_HELP
 };
 
@@ -201,6 +205,7 @@ static const struct option opts[] = {
 	{ "ping-timeout-ms", 1, 0, O_PING_TO }, { "deadline-slack-ms", 1, 0, O_SLACK },
 	{ "body-timeout-ms", 1, 0, O_BODY_TO }, { "max-reply", 1, 0, O_MAX_REPLY },
 	{ "drain-ms", 1, 0, O_DRAIN }, { "notify-fd", 1, 0, O_NOTIFY },
+	{ "secret-file", 1, 0, O_SECRET },
 	{ "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
 };
 
@@ -217,6 +222,7 @@ static const struct { int opt; const char *var; } envs[] = {
 	{ O_PING_TO, "CORRAL_GW_PING_TIMEOUT_MS" }, { O_SLACK, "CORRAL_GW_DEADLINE_SLACK_MS" },
 	{ O_BODY_TO, "CORRAL_GW_BODY_TIMEOUT_MS" }, { O_MAX_REPLY, "CORRAL_GW_MAX_REPLY" },
 	{ O_DRAIN, "CORRAL_GW_DRAIN_MS" },
+	{ O_SECRET, "CORRAL_SECRET_FILE" }, { O_SECRET, "CORRAL_GW_SECRET_FILE" }, /* GW wins */
 };
 
 static int apply(int opt, const char *v)
@@ -256,6 +262,7 @@ static int apply(int opt, const char *v)
 	case O_MAX_REPLY: return set_size("--max-reply", v, &gw_cfg.max_reply);
 	case O_DRAIN: return set_int("--drain-ms", v, 0, 3600000, &gw_cfg.drain_ms);
 	case O_NOTIFY: return set_int("--notify-fd", v, 0, 65535, &gw_cfg.notify_fd);
+	case O_SECRET: free(gw_cfg.secret_file); gw_cfg.secret_file = strdup(v); return 0;
 	}
 	return -1;
 }
@@ -316,6 +323,11 @@ int gw_config_parse(int argc, char **argv)
 			fprintf(stderr, "corral-gateway: --listen wants http://HOST:PORT, got '%s'\n", gw_cfg.listen[i]);
 			return -1;
 		}
+	}
+	char err[512];
+	if (gw_cfg.secret_file && !(gw_cfg.auth = cr_auth_load(gw_cfg.secret_file, err, sizeof err))) {
+		fprintf(stderr, "corral-gateway: --secret-file: %s\n", err);
+		return -1;
 	}
 	if (gw_cfg.nworkers == 0 && gw_cfg.ndiscover == 0) {
 		fprintf(stderr, "corral-gateway: no workers: give --workers RT=URL or --discover dns://NAME:PORT\n");

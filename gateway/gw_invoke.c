@@ -354,8 +354,8 @@ static nng_msg *encode(const cr_request *r)
 	msgpack_sbuffer sb;
 	nng_msg *msg = NULL;
 	msgpack_sbuffer_init(&sb);
-	cr_request_encode(r, &sb);
-	if (nng_msg_alloc(&msg, 0) != 0 || nng_msg_append(msg, sb.data, sb.size) != 0) {
+	if (gw_request_encode(r, &sb) != 0 || nng_msg_alloc(&msg, 0) != 0 ||
+	    nng_msg_append(msg, sb.data, sb.size) != 0) {
 		if (msg)
 			nng_msg_free(msg);
 		msg = NULL;

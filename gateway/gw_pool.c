@@ -362,6 +362,20 @@ static bool probe_ok(const msgpack_object *o)
 	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
 }
 
+/* Under lock. A worker that wants another secret (or none given) is
+ * said once: it stays out of rotation until the secrets match. */
+static void probe_refused(gw_worker *w, const msgpack_object *m)
+{
+	const msgpack_object *e = cr_obj_get(m, "error");
+	if (e && e->type == MSGPACK_OBJECT_MAP &&
+	    cr_obj_eq(cr_obj_get(e, "code"), CR_E_UNAUTHORIZED) && !w->unauthorized_logged) {
+		w->unauthorized_logged = true;
+		cr_log("error", "worker refuses our requests: unauthorized (give the gateway the "
+		                "workers' --secret-file)", "worker=%s", w->url);
+	}
+	gw_worker_eject(w, "probe answered ok=false");
+}
+
 static void probe_apply(probe *p, nng_msg *msg)
 {
 	gw_worker *w = p->w;
@@ -373,7 +387,7 @@ static void probe_apply(probe *p, nng_msg *msg)
 	    u.data.type != MSGPACK_OBJECT_MAP) {
 		gw_worker_eject(w, "unreadable probe reply");
 	} else if (!probe_ok(cr_obj_get(&u.data, "ok"))) {
-		gw_worker_eject(w, "probe answered ok=false");
+		probe_refused(w, &u.data);
 	} else if (p->info) {
 		probe_apply_info(w, &u.data);
 	} else {
@@ -433,8 +447,8 @@ static void probe_start(gw_worker *w)
 	cr_request r = { .op = p->info ? CR_OP_INFO : CR_OP_PING };
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	cr_request_encode(&r, &sb);
-	if (nng_aio_alloc(&p->aio, probe_cb, p) != 0 || nng_ctx_open(&p->ctx, w->sock) != 0 ||
+	if (gw_request_encode(&r, &sb) != 0 || nng_aio_alloc(&p->aio, probe_cb, p) != 0 ||
+	    nng_ctx_open(&p->ctx, w->sock) != 0 ||
 	    nng_msg_alloc(&msg, 0) != 0 || nng_msg_append(msg, sb.data, sb.size) != 0) {
 		msgpack_sbuffer_destroy(&sb);
 		if (msg)

@@ -1,7 +1,8 @@
 /*
  * gw_util.c — small helpers the gateway's subsystems share and common/
  * does not have: a monotonic clock, base64/hex decoding (clients send
- * files that way), UTF-8 validation and lossy repair (JSON wants text).
+ * files that way), UTF-8 validation and lossy repair (JSON wants text),
+ * and request encoding signed with the workers' shared secret.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,12 @@ int64_t gw_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int gw_request_encode(const cr_request *r, msgpack_sbuffer *sb)
+{
+	cr_request_encode(r, sb);
+	return gw_cfg.auth ? cr_auth_sign(gw_cfg.auth, sb) : 0;
 }
 
 static int b64val(char c)

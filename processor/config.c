@@ -16,7 +16,7 @@
 
 enum { O_LISTEN, O_RUNTIME, O_STATE, O_SLOTS, O_UID, O_NOTIFY, O_DRAIN, O_NAME,
        O_MAXMSG, O_LIM, O_MAXLIM, O_CLIM, O_MAXCLIM, O_MAXFILES, O_MAXFILE,
-       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_IPCMODE, O_ZYGOTE, O_N };
+       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_IPCMODE, O_ZYGOTE, O_SECRET, O_N };
 
 static const struct opt {
 	const char *flag, *env, *arg, *help;
@@ -27,8 +27,11 @@ static const struct opt {
 	[O_RUNTIME] = { "--runtime-dir", "CORRAL_RUNTIME_DIR", "DIR",
 	                "the runtime: runtime.sh, runtime.conf, optional compile.sh (required)" },
 	[O_STATE] = { "--state-dir", "CORRAL_STATE_DIR", "DIR",
-	              "private dir for work dirs and the staged runtime; emptied at start "
-	              "[/tmp/corral.<pid>]" },
+	              "private dir for work dirs and the staged runtime; emptied at start. "
+	              "Made when absent; when it exists it must be a real folder (not a "
+	              "symlink) owned by the worker's uid and not writable by group or "
+	              "others, or the worker refuses to start "
+	              "[a new $TMPDIR/corral.<pid>.XXXXXX, made by mkdtemp]" },
 	[O_SLOTS] = { "--slots", "CORRAL_SLOTS", "N", "invocations at once [number of CPUs]" },
 	[O_UID] = { "--uid-base", "CORRAL_UID_BASE", "UID",
 	            "when root, slot i runs as uid UID+i, gid UID+i [60000]" },
@@ -78,6 +81,12 @@ static const struct opt {
 	               "needs a runtime with zygote.sh and level namespaces or full (on: the "
 	               "worker refuses to start without; auto: off then, and logged); with "
 	               "--prewarm on, the prewarmed sandboxes hold the server's children [off]" },
+	[O_SECRET] = { "--secret-file", "CORRAL_SECRET_FILE", "PATH",
+	               "shared secret (16 to 4096 bytes; surrounding whitespace dropped) that "
+	               "every request must be signed with: HMAC-SHA256 with a timestamp and a "
+	               "nonce (docs/protocol.md, \"Authentication\"); others get `unauthorized` "
+	               "and nothing runs. Give the gateway and the corral CLI the same file "
+	               "[none: requests are not authenticated]" },
 	[O_IPCMODE] = { "--ipc-permissions", "CORRAL_IPC_PERMISSIONS", "MODE",
 	                "octal file mode of ipc:// sockets, e.g. 0660 so that a non-root "
 	                "gateway in the socket's group can connect [nng's default]" },
@@ -152,6 +161,7 @@ static int apply(pr_config *c, int o, const char *v)
 	case O_LISTEN: return add_listen(c, v);
 	case O_RUNTIME: c->runtime_dir = v; return 0;
 	case O_STATE: c->state_dir = v; return 0;
+	case O_SECRET: c->secret_file = v; return 0;
 	case O_SLOTS:
 		if (set_int(o, v, 1, 1024, &n)) return -1;
 		c->slots = (int)n; return 0;
@@ -253,6 +263,11 @@ static int check(pr_config *c)
 	}
 	if (c->nlisten == 0)
 		c->listen[c->nlisten++] = "tcp://127.0.0.1:7070";
+	char err[512];
+	if (c->secret_file && !(c->auth = cr_auth_load(c->secret_file, err, sizeof err))) {
+		fprintf(stderr, "corral-processor: --secret-file (CORRAL_SECRET_FILE): %s\n", err);
+		return -1;
+	}
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,8 +50,9 @@ static void detach_stale_mounts(const char *dir)
 	closedir(d);
 }
 
-/* Default state dirs (TMPDIR/corral.<pid>) of workers that died without
- * cleaning up (SIGKILL): removed when that pid no longer exists. */
+/* Default state dirs (TMPDIR/corral.<pid>.XXXXXX, or corral.<pid> of
+ * older versions) of workers that died without cleaning up (SIGKILL):
+ * removed when that pid no longer exists and the dir is ours. */
 static void remove_dead_default_dirs(const char *tmp)
 {
 	DIR *d = opendir(tmp);
@@ -65,8 +67,9 @@ static void remove_dead_default_dirs(const char *tmp)
 		struct stat st;
 		char p[4200];
 		snprintf(p, sizeof p, "%s/%s", tmp, e->d_name);
-		if (*end || pid <= 0 || pid == getpid() || lstat(p, &st) || !S_ISDIR(st.st_mode) ||
-		    st.st_uid != geteuid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		if ((*end && (*end != '.' || strlen(end) != 7)) || pid <= 0 || pid == getpid() ||
+		    lstat(p, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 			continue;
 		detach_stale_mounts(p);
 		if (cr_rmtree(p) == 0)
@@ -75,25 +78,70 @@ static void remove_dead_default_dirs(const char *tmp)
 	closedir(d);
 }
 
+/* A state dir that exists must be ours alone: a real folder (a symlink
+ * is not followed), owned by our euid, writable by nobody else. Another
+ * local user who made it first (or planted a symlink at its name) would
+ * otherwise choose where tenants' work dirs go. 0, or -1 with err. */
+static int check_private_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = -1;
+	if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+		errno = ELOOP;
+	else
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s", errno == ELOOP ? "it is a symlink, not a folder"
+		                            : errno == ENOTDIR ? "it is not a folder"
+		                                               : strerror(errno));
+		return -1;
+	}
+	int rc = -1;
+	if (fstat(fd, &st))
+		snprintf(err, errlen, "%s", strerror(errno));
+	else if (st.st_uid != geteuid())
+		snprintf(err, errlen, "it is owned by uid %u, not by this worker's uid %u",
+		         (unsigned)st.st_uid, (unsigned)geteuid());
+	else if (st.st_mode & 022)
+		snprintf(err, errlen, "it is writable by group or others (mode %04o)",
+		         (unsigned)(st.st_mode & 07777));
+	else if (fchmod(fd, 0711))
+		snprintf(err, errlen, "chmod: %s", strerror(errno));
+	else
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
 /* The state dir is ours alone: what a previous life left in it is stale.
- * It is emptied, not removed, so that it may be a mount point. */
-static int make_state_dir(const pr_config *cfg)
+ * It is emptied, not removed, so that it may be a mount point. The
+ * default one is made afresh by mkdtemp (an unguessable name). */
+static int make_state_dir(const pr_config *cfg, char *err, size_t errlen)
 {
 	const char *tmp = cr_env("TMPDIR") ? cr_env("TMPDIR") : "/tmp";
 	if (cfg->state_dir) {
 		snprintf(state_dir, sizeof state_dir, "%s", cfg->state_dir);
+		if (mkdir(state_dir, 0711) && errno != EEXIST) {
+			snprintf(err, errlen, "mkdir: %s", strerror(errno));
+			return -1;
+		}
 	} else {
-		snprintf(state_dir, sizeof state_dir, "%s/corral.%d", tmp, (int)getpid());
 		remove_dead_default_dirs(tmp);
+		snprintf(state_dir, sizeof state_dir, "%s/corral.%d.XXXXXX", tmp, (int)getpid());
+		if (!mkdtemp(state_dir)) {
+			snprintf(err, errlen, "mkdtemp: %s", strerror(errno));
+			return -1;
+		}
 	}
-	detach_stale_mounts(state_dir);
-	if (cr_emptydir(state_dir))
+	if (check_private_dir(state_dir, err, errlen))
 		return -1;
+	detach_stale_mounts(state_dir);
 	char work[4200];
 	snprintf(work, sizeof work, "%s/work", state_dir);
-	if ((mkdir(state_dir, 0711) && errno != EEXIST) || chmod(state_dir, 0711) ||
-	    mkdir(work, 0711) || chmod(work, 0711))
+	if (cr_emptydir(state_dir) || mkdir(work, 0711) || chmod(work, 0711)) {
+		snprintf(err, errlen, "%s", strerror(errno));
 		return -1;
+	}
 	return 0;
 }
 
@@ -129,9 +177,13 @@ static void drain(const pr_config *cfg, int sig)
 static int start(pr_config *cfg, pr_runtime *rt)
 {
 	char err[512], q[600];
-	if (make_state_dir(cfg)) {
-		cr_log("error", "cannot create the state dir", "dir=%s error=\"%s\"",
-		       cr_log_quote(q, sizeof q, state_dir), strerror(errno));
+	if (make_state_dir(cfg, err, sizeof err)) {
+		char q2[600];
+		cr_log("error", "cannot use the state dir: it must be a real folder owned by "
+		                "this worker's uid and writable by no other user",
+		       "dir=%s error=%s",
+		       cr_log_quote(q, sizeof q, state_dir), cr_log_quote(q2, sizeof q2, err));
+		state_dir[0] = '\0'; /* not ours: never empty or remove it */
 		return -1;
 	}
 	if (pr_runtime_load(rt, cfg->runtime_dir, state_dir, cfg->runtime_version, err,

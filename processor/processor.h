@@ -13,6 +13,7 @@
 #ifndef PR_PROCESSOR_H
 #define PR_PROCESSOR_H
 
+#include "auth.h"
 #include "proxy.h"
 #include "wire.h"
 
@@ -25,7 +26,7 @@ typedef struct pr_config {
 	const char *listen[PR_MAX_LISTEN];
 	int nlisten;
 	const char *runtime_dir; /* as given */
-	const char *state_dir;   /* NULL: /tmp/corral.<pid> */
+	const char *state_dir;   /* NULL: mkdtemp $TMPDIR/corral.<pid>.XXXXXX */
 	int slots;
 	int uid_base; /* -1: no uid drop */
 	int notify_fd;
@@ -44,6 +45,8 @@ typedef struct pr_config {
 	bool prewarm;                /* --prewarm on */
 	bool zygote;                 /* --zygote on (or auto) */
 	bool zygote_auto;            /* --zygote auto: on where the runtime and level allow */
+	const char *secret_file;     /* --secret-file */
+	cr_auth *auth;               /* its secret; NULL: requests are not authenticated */
 } pr_config;
 
 /* config.c: 0 to run, 1 when --help was printed, -1 on a bad flag. */

@@ -4,8 +4,9 @@
  * One REP socket listens on every configured URL. A fixed pool of
  * contexts (slots + PR_SPARE_CTX) each loops recv -> handle -> send on
  * its own aio, all in nng's callback threads, which must never block:
- * ping, info, cancel and every refusal (bad_request, busy, unsupported)
- * are answered right there; a run is handed to a slot and its context is
+ * ping, info, cancel and every refusal (bad_request, busy, unsupported,
+ * unauthorized: with --secret-file, a request without a valid auth is
+ * refused before it is decoded) are answered right there; a run is handed to a slot and its context is
  * parked until the slot thread calls back with the reply. Because at
  * most `slots` contexts can be parked, the spare ones keep answering
  * pings and `busy` however long the runs are.
@@ -124,6 +125,31 @@ static void pack_info(msgpack_packer *pk, const char *worker)
 	cr_pack_kint(pk, "max_total_bytes", (int64_t)cfg->caps.max_total_bytes);
 }
 
+/* With --secret-file: true (and why in err) when the request lacks a
+ * valid auth. Declared sizes are checked first; a request they refuse
+ * goes on to the decoder's bad_request. */
+static bool unauthorized(nng_msg *msg, char *err, size_t errlen)
+{
+	if (!cfg->auth)
+		return false;
+	cr_bounds b = cr_request_bounds(&cfg->caps);
+	if (cr_msgpack_check(nng_msg_body(msg), nng_msg_len(msg), &b, err, errlen))
+		return false;
+	return cr_auth_verify(cfg->auth, nng_msg_body(msg), nng_msg_len(msg), err, errlen) != 0;
+}
+
+static void refuse_unauthorized(conn *c, const char *err, const char *worker)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	char q[600];
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	cr_log("warn", "refused", "code=unauthorized error=%s", cr_log_quote(q, sizeof q, err));
+	cr_reply_error(&pk, "", worker, CR_E_UNAUTHORIZED, err);
+	send_sbuf(c, &sb);
+}
+
 static void handle(conn *c, nng_msg *msg)
 {
 	cr_request req;
@@ -133,6 +159,12 @@ static void handle(conn *c, nng_msg *msg)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	pr_worker_name(worker, sizeof worker, -1);
+	if (unauthorized(msg, err, sizeof err)) {
+		nng_msg_free(msg);
+		msgpack_sbuffer_destroy(&sb);
+		refuse_unauthorized(c, err, worker);
+		return;
+	}
 
 	int rc = cr_request_decode(nng_msg_body(msg), nng_msg_len(msg), &cfg->caps, &req, err,
 	                           sizeof err);

@@ -2,7 +2,9 @@
 # Installs, from Debian's packages, what corral needs to build, run and
 # test; only what is missing, so that it is quick when nothing is.
 set -e
-pkgs="make gcc libc6-dev pkg-config libnng-dev libmsgpack-dev libjansson-dev
+# libmbedtls-dev: HMAC-SHA256 of --secret-file (libmbedcrypto); nng itself
+# depends on it already, so it costs nothing more.
+pkgs="make gcc libc6-dev pkg-config libnng-dev libmbedtls-dev libmsgpack-dev libjansson-dev
 libseccomp-dev s6 execline python3 python3-pytest python3-msgpack
 python3-requests bash python3 nodejs gcc procps iproute2 curl wrk ruby
 php-cli"

@@ -247,6 +247,8 @@ def test_full_values_reach_the_pods(full_docs):
     (["--set", "gateway.replicaz=2"], "replicaz"),
     (["--set", "worker.prewarm=on"], "/worker/prewarm"),
     (["--set", "worker.zygote=1"], "/worker/zygote"),
+    (["--set", "workerAuth.enable=true"], "enable"),
+    (["--set", "workerAuth.enabled=yes"], "/workerAuth/enabled"),
     (["--set", "runtimes[0].name=python", "--set", "runtimes[0].image.repository=x",
       "--set", "runtimes[0].zygote=yes"], "/runtimes/0/zygote"),
 ])
@@ -356,6 +358,52 @@ def test_zygote_below_namespaces_refused(helm, override, runtime, level):
     assert p.returncode != 0
     assert ('runtime "%s": zygote: true needs isolation full or namespaces, not %s'
             % (runtime, level)) in p.stderr, p.stderr
+
+
+def auth_mounts(docs):
+    """{deployment: (secret file env value, Secret name mounted at
+    /run/corral-auth)} of every Deployment (None, None: no auth)."""
+    out = {}
+    for name, d in by_kind(docs, "Deployment").items():
+        c = container(d)
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        f = env.get("CORRAL_SECRET_FILE") or env.get("CORRAL_GW_SECRET_FILE")
+        mount = next((m["name"] for m in c.get("volumeMounts", [])
+                      if m["mountPath"] == "/run/corral-auth"), None)
+        vols = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        secret = vols[mount]["secret"]["secretName"] if mount else None
+        if mount:
+            assert vols[mount]["secret"]["items"] == [{"key": "secret", "path": "secret"}]
+            assert vols[mount]["secret"]["defaultMode"] == 0o440
+        out[name] = (f, secret)
+    return out
+
+
+def test_worker_auth_off_by_default(default_docs):
+    assert set(auth_mounts(default_docs).values()) == {(None, None)}
+    assert not [n for n in by_kind(default_docs, "Secret") if "worker-auth" in n]
+
+
+def test_worker_auth_one_secret_in_gateway_and_every_worker(helm, tools, tmp_path, full_docs):
+    """workerAuth: the gateway gets CORRAL_GW_SECRET_FILE, each worker
+    CORRAL_SECRET_FILE (its `corral ping` probes inherit it), all the same
+    Secret; generated (48 chars) unless existingSecret names one."""
+    docs = render(helm, "--set", "workerAuth.enabled=true")
+    secrets = by_kind(docs, "Secret")
+    assert "rel-corral-worker-auth" in secrets
+    import base64
+    assert len(base64.b64decode(secrets["rel-corral-worker-auth"]["data"]["secret"])) == 48
+    mounts = auth_mounts(docs)
+    assert len(mounts) == 7
+    assert mounts.pop("rel-corral-gateway") == ("/run/corral-auth/secret", "rel-corral-worker-auth")
+    assert set(mounts.values()) == {("/run/corral-auth/secret", "rel-corral-worker-auth")}
+    for d in by_kind(docs, "Deployment").values():
+        assert "checksum/worker-auth" in d["spec"]["template"]["metadata"]["annotations"]
+    p = validate(tools, docs, tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    full = auth_mounts(full_docs)
+    assert set(full.values()) == {("/run/corral-auth/secret", "corral-worker-auth")}, full
+    assert not [n for n in by_kind(full_docs, "Secret") if "worker-auth" in n]
 
 
 def test_every_values_key_is_commented():

@@ -126,6 +126,49 @@ def test_malformed_requests_get_bad_request(bash, body, needle):
     assert_healthy(bash)
 
 
+def test_hostile_headers_get_bad_request(bash):
+    """Declared sizes past the bytes left or the caps: refused, worker up."""
+    cases = [
+        (b"\xdd\xff\xff\xff\xff" + b"\xc0" * 5, "truncated"),
+        (b"\x81\xa1a" * 20 + b"\xc0", "nested deeper than 8"),
+        (b"\x82\xa1v\x01\xa1x\xdc\x07\xd0" + b"\xc0" * 2000, "more than the maximum 1024"),
+        (b"\x82\xa1v\x01\xa1x\x94" + (b"\xdc\x03\xe8" + b"\xc0" * 1000) * 4,
+         "more objects in all"),
+    ]
+    with sp.Req(bash.url) as r:
+        for body, needle in cases:
+            reply = msgpack.unpackb(r.call_raw(body), raw=False)
+            assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
+            assert needle in reply["error"]["message"], (needle, reply)
+    assert_healthy(bash)
+
+
+def _vm_hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_hostile_32mib_message_is_refused_before_unpacking(worker_factory):
+    """32 MiB declaring 32 Mi one-byte elements: msgpack-c would allocate a
+    24-byte object for each (800 MB of RSS). The declared count is refused
+    on the raw bytes first, so the worker holds little more than the
+    message, answers bad_request and stays healthy."""
+    w = worker_factory("bash", slots=1)
+    before = _vm_hwm_kb(w.proc.pid)
+    n = 32 * 1024 * 1024 - 5
+    body = b"\xdd" + struct.pack(">I", n) + b"\xc0" * n
+    with sp.Req(w.url, 120) as r:
+        reply = msgpack.unpackb(r.call_raw(body), raw=False)
+    assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
+    assert "more than the maximum" in reply["error"]["message"]
+    assert_healthy(w)
+    grown_mb = (_vm_hwm_kb(w.proc.pid) - before) / 1024
+    assert grown_mb < 200, "peak RSS grew by %d MB for a 32 MiB message" % grown_mb
+
+
 def test_unsupported(bash):
     r = bash.call({"v": 2, "op": "ping"})
     assert r["error"]["code"] == "unsupported"
@@ -349,15 +392,83 @@ def test_state_dir_is_emptied_not_replaced(worker_factory, reachable_tmp):
 
 def test_dead_workers_default_state_dir_removed(worker_factory, reachable_tmp):
     tmpdir = reachable_tmp
+
+    def default_dir(w):
+        dirs = list(tmpdir.glob("corral.%d.*" % w.proc.pid))
+        assert len(dirs) == 1, dirs
+        return dirs[0]
+
     w1 = worker_factory("bash", slots=1, env={"TMPDIR": str(tmpdir)})
-    dead = tmpdir / ("corral.%d" % w1.proc.pid)
+    dead = default_dir(w1)
     assert dead.is_dir()
     w1.proc.kill()
     w1.proc.wait()
     assert dead.is_dir()  # SIGKILL: nothing cleaned
     w2 = worker_factory("bash", slots=1, env={"TMPDIR": str(tmpdir)})
     assert not dead.exists()
-    assert (tmpdir / ("corral.%d" % w2.proc.pid)).is_dir()
+    assert default_dir(w2).is_dir()
+
+
+def test_default_state_dir_is_new_and_private(worker_factory, reachable_tmp):
+    """The default state dir has an unguessable name (mkdtemp): a folder
+    another user made at the worker's old predictable name is not used."""
+    import pathlib
+    planted = reachable_tmp / "planted"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    w = worker_factory("bash", slots=1, env={"TMPDIR": str(reachable_tmp)})
+    d = [p for p in reachable_tmp.iterdir() if p.name.startswith("corral.%d" % w.proc.pid)]
+    assert len(d) == 1 and d[0].name != "corral.%d" % w.proc.pid
+    st = d[0].lstat()
+    assert pathlib.Path(d[0]).is_dir() and not d[0].is_symlink()
+    assert st.st_uid == os.geteuid() and st.st_mode & 0o777 == 0o711
+    assert w.run({"m.sh": "echo ok"})["run"]["stdout"] == b"ok\n"
+    assert list(planted.iterdir()) == []
+
+
+def _refused_state_dir(tmp, state):
+    import subprocess
+    from conftest import BUILD, RUNTIMES
+    p = subprocess.run([str(BUILD / "corral-processor"), "--runtime-dir", str(RUNTIMES / "bash"),
+                        "--listen", "ipc://%s/w.sock" % tmp, "--slots", "1",
+                        "--state-dir", str(state)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1, p.stderr
+    assert "cannot use the state dir" in p.stderr
+    return p.stderr
+
+
+@pytest.mark.parametrize("kind", ["other_uid", "symlink", "mode_0777", "file"])
+def test_unsafe_state_dir_refused(reachable_tmp, kind):
+    """An existing --state-dir (or CORRAL_STATE_DIR) that another user could
+    have made or can write is refused, and nothing in it is touched."""
+    target = reachable_tmp / "victim"
+    target.mkdir()
+    (target / "keep.txt").write_text("not the worker's")
+    state = reachable_tmp / "state"
+    if kind == "other_uid":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to make a folder of another uid")
+        state.mkdir(mode=0o700)
+        os.chown(state, 65534, 65534)
+        (state / "keep.txt").write_text("not the worker's")
+        why = "owned by uid 65534"
+    elif kind == "symlink":
+        state.symlink_to(target)
+        why = "symlink"
+    elif kind == "mode_0777":
+        state.mkdir()
+        state.chmod(0o777)
+        (state / "keep.txt").write_text("not the worker's")
+        why = "writable by group or others (mode 0777)"
+    else:
+        state.write_text("a file")
+        why = "not a folder"
+    err = _refused_state_dir(reachable_tmp, state)
+    assert why in err
+    assert (target / "keep.txt").exists()
+    if state.is_dir() and not state.is_symlink():
+        assert (state / "keep.txt").exists()
+        assert not (state / "work").exists()
 
 
 def test_one_log_line_per_invocation(worker_factory):

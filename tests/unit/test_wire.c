@@ -415,6 +415,99 @@ static void test_conf_parsers(void)
 	CHECK(cr_parse_limits("pids", &l, err, sizeof err) != 0);
 }
 
+/* Declared sizes are checked on the raw bytes before msgpack-c unpacks
+ * (and allocates for) them: against the bytes left and the caps. */
+static void test_hostile_headers(void)
+{
+	/* array32 of 2^32-1 elements in a 10-byte message */
+	expect_bad("\xdd\xff\xff\xff\xff\xc0\xc0\xc0\xc0\xc0", 10, "truncated");
+	/* map32 of 2^32-1 pairs, str32 of 4 GiB, bin32, ext32 inside a map */
+	expect_bad("\x81\xa1v\xdf\xff\xff\xff\xff\xc0\xc0", 10, "truncated");
+	expect_bad("\x81\xa1v\xdb\xff\xff\xff\xff\xc0\xc0", 10, "truncated");
+	expect_bad("\x81\xa1v\xc6\x00\x00\x00\x03\xc0\xc0", 10, "truncated");
+	expect_bad("\x81\xa1v\xc9\xff\xff\xff\xff\x01\xc0", 10, "truncated");
+	/* a container declared inside another, owing more than is left */
+	expect_bad("\x82\xa1v\xdc\x00\x05\xc0\xc0\xc0\xc0\xc0\xa1x", 13, "truncated");
+	/* nested maps: {"a":{"a":...}} 20 deep */
+	unsigned char deep[128];
+	size_t n = 0;
+	for (int i = 0; i < 20; i++) {
+		deep[n++] = 0x81;
+		deep[n++] = 0xa1;
+		deep[n++] = 'a';
+	}
+	deep[n++] = 0xc0;
+	expect_bad(deep, n, "nested deeper than 8");
+	/* as many bytes as elements, but past the caps: one array of 2000 nils
+	 * (max 1024 by default), and 4 arrays of 1000 (over 3072 in all) */
+	static unsigned char big[8192];
+	memcpy(big, "\x82\xa1v\x01\xa1x\xdc\x07\xd0", 9);
+	memset(big + 9, 0xc0, 2000);
+	expect_bad(big, 9 + 2000, "an array of 2000 at byte 6: elements, more than the maximum 1024");
+	memcpy(big, "\x82\xa1v\x01\xa1x\x94", 7);
+	n = 7;
+	for (int i = 0; i < 4; i++) {
+		memcpy(big + n, "\xdc\x03\xe8", 3);
+		memset(big + n + 3, 0xc0, 1000);
+		n += 1003;
+	}
+	expect_bad(big, n, "more objects in all than the maximum 3072");
+	/* the primitive on its own, with small bounds */
+	cr_bounds b = { .max_objects = 10, .max_items = 4, .max_bytes = 3, .max_depth = 2 };
+	CHECK_EQ_INT(cr_msgpack_check("\x92\xa3" "abc\x91\x01", 7, &b, err, sizeof err), 0);
+	CHECK_EQ_INT(cr_msgpack_check("\x91\xa4" "abcd", 6, &b, err, sizeof err), CR_DECODE_BAD);
+	CHECK(strstr(err, "a string of 4 at byte 1: bytes, more than the maximum 3") != NULL);
+	CHECK_EQ_INT(cr_msgpack_check("\x95\x01\x02\x03\x04\x05", 6, &b, err, sizeof err),
+	             CR_DECODE_BAD);
+	CHECK(strstr(err, "more than the maximum 4") != NULL);
+	CHECK_EQ_INT(cr_msgpack_check("\x91\x91\x91\x01", 4, &b, err, sizeof err), CR_DECODE_BAD);
+	CHECK(strstr(err, "nested deeper than 2") != NULL);
+	CHECK_EQ_INT(cr_msgpack_check("\x94\x94\x01\x01\x01\x01\x94\x01\x01\x01\x01\x01\x01", 13,
+	                              &b, err, sizeof err),
+	             CR_DECODE_BAD);
+	CHECK(strstr(err, "more objects in all than the maximum 10") != NULL);
+}
+
+static void b_at_caps(msgpack_packer *pk)
+{
+	const cr_caps *c = &cr_caps_default;
+	msgpack_pack_map(pk, 6);
+	cr_pack_kint(pk, "v", 1);
+	cr_pack_kstr(pk, "op", "run");
+	cr_pack_kstr(pk, "id", "x");
+	cr_pack_key(pk, "files");
+	msgpack_pack_array(pk, c->max_files);
+	for (size_t i = 0; i < c->max_files; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "f%zu", i);
+		msgpack_pack_map(pk, 2);
+		cr_pack_kstr(pk, "name", name);
+		cr_pack_kstr(pk, "content", "");
+	}
+	cr_pack_key(pk, "args");
+	msgpack_pack_array(pk, c->max_args);
+	for (size_t i = 0; i < c->max_args; i++)
+		cr_pack_str(pk, "a");
+	cr_pack_key(pk, "env");
+	msgpack_pack_map(pk, c->max_env);
+	for (size_t i = 0; i < c->max_env; i++) {
+		char k[32];
+		snprintf(k, sizeof k, "E%zu", i);
+		cr_pack_kstr(pk, k, "v");
+	}
+}
+
+/* The bounds never refuse a request that the caps allow. */
+static void test_bounds_allow_requests_at_caps(void)
+{
+	cr_request r;
+	CHECK_EQ_INT(decode_built(b_at_caps, &r), 0);
+	CHECK_EQ_INT(r.nfiles, cr_caps_default.max_files);
+	CHECK_EQ_INT(r.nargs, cr_caps_default.max_args);
+	CHECK_EQ_INT(r.nenv, cr_caps_default.max_env);
+	cr_request_free(&r);
+}
+
 int main(void)
 {
 	RUN(test_round_trip);
@@ -425,6 +518,8 @@ int main(void)
 	RUN(test_missing_fields);
 	RUN(test_paths);
 	RUN(test_caps);
+	RUN(test_hostile_headers);
+	RUN(test_bounds_allow_requests_at_caps);
 	RUN(test_reply_stage);
 	RUN(test_conf_parsers);
 	return TEST_DONE();

@@ -79,6 +79,11 @@ app.kubernetes.io/component: worker
 {{- end -}}
 {{- end -}}
 
+{{/* The gateway <-> worker shared secret's Secret name. */}}
+{{- define "corral.workerAuthSecret" -}}
+{{- .Values.workerAuth.existingSecret | default (include "corral.component" (list . "worker-auth")) -}}
+{{- end -}}
+
 {{/* The gateway's API key Secret name. */}}
 {{- define "corral.authSecret" -}}
 {{- .Values.gateway.auth.existingSecret | default (include "corral.component" (list . "api-keys")) -}}
