@@ -139,6 +139,10 @@ typedef enum {
 } cr_status;
 
 const char *cr_status_name(cr_status s);
+
+/* Stream switches recorded in cr_stage.chunks (a program alternating
+ * one-byte writes would otherwise cost one entry per byte). */
+#define CR_MAX_CHUNKS 4096
 /* "SIGSEGV" for SIGSEGV; "SIGUNKNOWN" for a number it does not know. */
 const char *cr_signal_name(int sig);
 
@@ -154,7 +158,10 @@ typedef struct cr_stage {
 	bool out_truncated;
 	bool err_truncated;
 	/* Interleaving of stdout and stderr in the order they were read:
-	 * n > 0 means the next n bytes of out, n < 0 the next -n of err. */
+	 * n > 0 means the next n bytes of out, n < 0 the next -n of err.
+	 * At most CR_MAX_CHUNKS + 2 entries: past CR_MAX_CHUNKS the order is
+	 * no longer recorded and two last entries give the rest of out, then
+	 * the rest of err. The entries always add up to out_len and err_len. */
 	int32_t *chunks;
 	size_t nchunks;
 	int64_t wall_ms;

@@ -9,8 +9,8 @@
  * calls back synchronously (nng dispatches completions to its taskq).
  *
  * Subsystems, one file each:
- *   gw_config.c   flags + CORRAL_* environment, --help
- *   gw_util.c     clock, base64/hex decoding, UTF-8
+ *   gw_config.c   flags + CORRAL_* environment, --help, the API-keys file
+ *   gw_util.c     clock, base64/hex decoding, UTF-8, memory budget
  *   gw_metrics.c  counters and histograms, Prometheus text
  *   gw_pool.c     workers: sockets, info/ping health, DNS discovery,
  *                 runtimes they serve, least-busy selection, queues
@@ -48,9 +48,12 @@ typedef struct gw_config {
 	size_t ndiscover;
 	int discover_ms;
 	size_t max_body;
+	size_t max_inflight; /* bytes of bodies at once; 0: GW_INFLIGHT_BODIES x max_body */
 	char **cors;
 	size_t ncors;
 	char *api_keys_file;
+	char **api_keys; /* loaded from api_keys_file */
+	size_t napi_keys;
 	bool insecure_no_auth;
 	int race;     /* default race width: 1 or 2 */
 	int hedge_ms; /* default mode: -1 race, 0 hedge at observed p95, >0 */
@@ -73,6 +76,13 @@ extern gw_config gw_cfg;
 /* 0 ok, 1 printed help (exit 0), -1 error printed (exit 2). */
 int gw_config_parse(int argc, char **argv);
 
+#define GW_INFLIGHT_BODIES 8 /* default --max-inflight-bodies, in --max-body */
+#define GW_KEY_MAX 1024      /* bytes of one API key */
+/* The API-keys file's text (see --help and docs/http-api.md) appended to
+ * *keys; 0 ok, -1 with "line N: why" in err. */
+int gw_keys_parse(const char *text, size_t len, char ***keys, size_t *n, char *err,
+                  size_t errlen);
+
 /* ---- utilities (gw_util.c) ------------------------------------------- */
 
 int64_t gw_now_ms(void);
@@ -85,6 +95,13 @@ char *gw_hex_decode(const char *s, size_t n, size_t *outlen);
 bool gw_utf8_valid(const char *p, size_t n);
 /* Copy with invalid sequences replaced by U+FFFD. */
 char *gw_utf8_lossy(const char *p, size_t n, size_t *outlen);
+/* Big buffers mmapped (given back when freed), from the start. */
+void gw_mem_init(void);
+/* Takes n bytes of the --max-inflight-bodies budget; false when they do
+ * not fit. gw_mem_release gives them back, and after a large request
+ * returns the heap's free pages to the system. */
+bool gw_mem_reserve(size_t n);
+void gw_mem_release(size_t n);
 
 /* ---- metrics (gw_metrics.c) ------------------------------------------ */
 
@@ -224,6 +241,16 @@ void gw_invoke_pump(void);
 void gw_invoke_flush(void);
 
 /* ---- JSON mapping (gw_json.c, gw_piston.c) ---------------------------- */
+
+/* A body may hold at most this many JSON values (array elements and
+ * object members, at any depth) and nest this deep: checked on the raw
+ * bytes before any tree is built. */
+#define GW_JSON_MAX_VALUES 16384
+#define GW_JSON_MAX_DEPTH 32
+/* 0 when the body is within both bounds; -1 with a message in err. */
+int gw_json_prescan(const char *p, size_t n, char *err, size_t errlen);
+/* The largest value accepted for limit i (cr_limit_name(i)). */
+int64_t gw_limit_max(int i);
 
 /* Everything a request body becomes before the pool is involved. */
 typedef struct gw_run {

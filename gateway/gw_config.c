@@ -6,10 +6,18 @@
  * List-valued settings (listen, workers, discover, cors) accumulate when
  * repeated and accept comma- or space-separated values. Everything is
  * validated here, before any socket is opened, with a message naming
- * the flag at fault.
+ * the flag at fault; the API-keys file is read here too.
+ *
+ * API-keys file: one key per line; leading and trailing spaces and tabs
+ * (and a CR) are not part of it; blank lines are skipped, and a line
+ * whose first non-blank character is `#` is a comment. Anywhere else `#`
+ * is part of the key. A key is printable ASCII without spaces (the rest
+ * of a line is never a comment), at most GW_KEY_MAX bytes: any other line
+ * is an error naming its number, never cut or split into keys.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +62,12 @@ static const char usage[] =
 "                        (repeatable)                            CORRAL_GW_DISCOVER\n"
 "  --discover-ms MS      DNS re-resolution period (5000)         CORRAL_GW_DISCOVER_MS\n"
 "  --max-body BYTES      largest request body, K/M/G suffixes (8M) CORRAL_GW_MAX_BODY\n"
+"  --max-inflight-bodies BYTES  request bodies held at once; past it 503\n"
+"                        (default 8 x --max-body)     CORRAL_GW_MAX_INFLIGHT_BODIES\n"
 "  --cors-origins LIST   origins allowed by CORS, comma separated, or *\n"
 "                        (default: none)                         CORRAL_GW_CORS_ORIGINS\n"
 "  --api-keys FILE       require Authorization: Bearer KEY, one key per line\n"
-"                        (# comments)                            CORRAL_GW_API_KEYS\n"
+"                        (a line starting with # is a comment)   CORRAL_GW_API_KEYS\n"
 "  --insecure-no-auth    allow listening beyond loopback without API keys\n"
 "                                                                CORRAL_GW_INSECURE_NO_AUTH=1\n"
 "  --race N              default race width, 1 or 2 (2)          CORRAL_GW_RACE\n"
@@ -190,6 +200,7 @@ enum {
 	O_LISTEN = 256, O_WORKERS, O_DISCOVER, O_DISCOVER_MS, O_MAX_BODY, O_CORS,
 	O_KEYS, O_NOAUTH, O_RACE, O_HEDGE, O_HEDGE_BUDGET, O_QUEUE, O_QUEUE_MS, O_RETRIES,
 	O_PING, O_PING_TO, O_SLACK, O_BODY_TO, O_MAX_REPLY, O_DRAIN, O_NOTIFY, O_SECRET,
+	O_MAX_INFLIGHT,
 	O_HELP
 };
 
@@ -205,7 +216,7 @@ static const struct option opts[] = {
 	{ "ping-timeout-ms", 1, 0, O_PING_TO }, { "deadline-slack-ms", 1, 0, O_SLACK },
 	{ "body-timeout-ms", 1, 0, O_BODY_TO }, { "max-reply", 1, 0, O_MAX_REPLY },
 	{ "drain-ms", 1, 0, O_DRAIN }, { "notify-fd", 1, 0, O_NOTIFY },
-	{ "secret-file", 1, 0, O_SECRET },
+	{ "secret-file", 1, 0, O_SECRET }, { "max-inflight-bodies", 1, 0, O_MAX_INFLIGHT },
 	{ "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
 };
 
@@ -221,7 +232,7 @@ static const struct { int opt; const char *var; } envs[] = {
 	{ O_RETRIES, "CORRAL_GW_RETRIES" }, { O_PING, "CORRAL_GW_PING_MS" },
 	{ O_PING_TO, "CORRAL_GW_PING_TIMEOUT_MS" }, { O_SLACK, "CORRAL_GW_DEADLINE_SLACK_MS" },
 	{ O_BODY_TO, "CORRAL_GW_BODY_TIMEOUT_MS" }, { O_MAX_REPLY, "CORRAL_GW_MAX_REPLY" },
-	{ O_DRAIN, "CORRAL_GW_DRAIN_MS" },
+	{ O_DRAIN, "CORRAL_GW_DRAIN_MS" }, { O_MAX_INFLIGHT, "CORRAL_GW_MAX_INFLIGHT_BODIES" },
 	{ O_SECRET, "CORRAL_SECRET_FILE" }, { O_SECRET, "CORRAL_GW_SECRET_FILE" }, /* GW wins */
 };
 
@@ -263,6 +274,7 @@ static int apply(int opt, const char *v)
 	case O_DRAIN: return set_int("--drain-ms", v, 0, 3600000, &gw_cfg.drain_ms);
 	case O_NOTIFY: return set_int("--notify-fd", v, 0, 65535, &gw_cfg.notify_fd);
 	case O_SECRET: free(gw_cfg.secret_file); gw_cfg.secret_file = strdup(v); return 0;
+	case O_MAX_INFLIGHT: return set_size("--max-inflight-bodies", v, &gw_cfg.max_inflight);
 	}
 	return -1;
 }
@@ -287,6 +299,121 @@ static void reset_list(int opt, bool *done)
 	} else if (opt == O_CORS) {
 		free_items(gw_cfg.cors, &gw_cfg.ncors);
 	}
+}
+
+/* ---- the API-keys file ------------------------------------------------- */
+
+static int key_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int key_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static bool blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* One line (no newline), number no; appends its key if it has one. */
+static int key_line(const char *p, size_t len, size_t no, char ***keys, size_t *n, char *err,
+                    size_t errlen)
+{
+	while (len && blank(*p))
+		p++, len--;
+	while (len && blank(p[len - 1]))
+		len--;
+	if (len == 0 || *p == '#')
+		return 0;
+	if (len > GW_KEY_MAX)
+		return key_fail(err, errlen, "line %zu: a key is at most %d bytes, this line holds %zu",
+		                no, GW_KEY_MAX, len);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+			return key_fail(err, errlen,
+			                "line %zu: a key is printable ASCII without spaces (byte %zu is "
+			                "0x%02x; a # comment must start its own line)",
+			                no, i + 1, (unsigned char)p[i]);
+	char **nk = realloc(*keys, (*n + 1) * sizeof(*nk));
+	if (!nk || !(nk[*n] = strndup(p, len))) {
+		if (nk)
+			*keys = nk;
+		return key_fail(err, errlen, "line %zu: out of memory", no);
+	}
+	*keys = nk;
+	(*n)++;
+	return 0;
+}
+
+int gw_keys_parse(const char *text, size_t len, char ***keys, size_t *n, char *err,
+                  size_t errlen)
+{
+	size_t no = 0;
+	for (const char *p = text, *end = text + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *eol = nl ? nl : end;
+		if (key_line(p, (size_t)(eol - p), ++no, keys, n, err, errlen) < 0)
+			return -1;
+		p = nl ? nl + 1 : end;
+	}
+	return 0;
+}
+
+#define KEYS_FILE_MAX (1u << 20)
+
+/* Reads the whole file (at most KEYS_FILE_MAX) into a malloc'd buffer. */
+static char *read_keys_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "corral-gateway: --api-keys %s: cannot read it: %s\n", path,
+		        strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(KEYS_FILE_MAX + 1);
+	*len = buf ? fread(buf, 1, KEYS_FILE_MAX + 1, f) : 0;
+	if (!buf || ferror(f) || *len > KEYS_FILE_MAX) {
+		fprintf(stderr, "corral-gateway: --api-keys %s: %s\n", path,
+		        !buf ? "out of memory" : ferror(f) ? "cannot read it" : "larger than 1 MiB");
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
+static int load_keys(const char *path)
+{
+	char err[200];
+	size_t len;
+	char *buf = read_keys_file(path, &len);
+	if (!buf)
+		return -1;
+	int rc = gw_keys_parse(buf, len, &gw_cfg.api_keys, &gw_cfg.napi_keys, err, sizeof(err));
+	free(buf);
+	if (rc < 0)
+		fprintf(stderr, "corral-gateway: --api-keys %s: %s\n", path, err);
+	else if (gw_cfg.napi_keys == 0) {
+		fprintf(stderr, "corral-gateway: --api-keys %s holds no key\n", path);
+		rc = -1;
+	}
+	return rc;
+}
+
+/* What depends on several flags, once all are known. */
+static int check_config(void)
+{
+	if (gw_cfg.max_inflight && gw_cfg.max_inflight < gw_cfg.max_body) {
+		fprintf(stderr, "corral-gateway: --max-inflight-bodies (%zu) is below --max-body (%zu)\n",
+		        gw_cfg.max_inflight, gw_cfg.max_body);
+		return -1;
+	}
+	free_items(gw_cfg.api_keys, &gw_cfg.napi_keys);
+	return gw_cfg.api_keys_file ? load_keys(gw_cfg.api_keys_file) : 0;
 }
 
 int gw_config_parse(int argc, char **argv)
@@ -333,5 +460,5 @@ int gw_config_parse(int argc, char **argv)
 		fprintf(stderr, "corral-gateway: no workers: give --workers RT=URL or --discover dns://NAME:PORT\n");
 		return -1;
 	}
-	return 0;
+	return check_config();
 }

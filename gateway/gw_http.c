@@ -12,9 +12,12 @@
  *
  * Order of checks for each request: route (404), CORS preflight (204 /
  * 403), method (405), API key (401), body size and framing (413 / 411 /
- * 408), JSON (400 / 415), runtime (404), then the invocation (its own
+ * 408), the bodies-in-flight budget (503), JSON size and nesting, then
+ * JSON itself (400 / 415), runtime (404), then the invocation (its own
  * statuses: 200, 400, 429, 502, 503, 504). Every request ends with one
- * log line and one count in /metrics.
+ * log line and one count in /metrics. A body's Content-Length is taken
+ * from --max-inflight-bodies before it is read and given back when its
+ * call ends (gw_mem_reserve / gw_mem_release).
  *
  * Body deadlines are kept by one sweeper (every SWEEP_MS) over a list of
  * the calls still reading, not by a timer armed and cancelled per
@@ -66,6 +69,7 @@ struct call {
 	int64_t t0;
 	char *body;
 	size_t body_len;
+	size_t reserved; /* bytes of the bodies-in-flight budget held */
 	nng_aio *rx; /* rx and tx are kept when the call is reused: their */
 	nng_aio *tx; /* callback's arg is c */
 	nng_http_res *res; /* being written on tx */
@@ -91,8 +95,6 @@ struct call {
 static nng_http_server **servers;
 static size_t nservers;
 static nng_http_handler **handlers;
-static char **api_keys;
-static size_t napi_keys;
 static bool draining;
 
 void gw_http_set_draining(void) { draining = true; }
@@ -148,6 +150,8 @@ static void call_unref(call *c)
 		nng_http_res_free(c->res408);
 	gw_run_free(&c->run);
 	free(c->body);
+	if (c->reserved)
+		gw_mem_release(c->reserved);
 	nng_mtx_lock(spare_mtx);
 	bool kept = nspare < SPARE_MAX;
 	if (kept) {
@@ -319,12 +323,16 @@ static json_t *parse_body(call *c)
 		respond_error(c, 400, "bad_request", "the request has no body: send a JSON object", 0);
 		return NULL;
 	}
+	char msg[400];
+	if (gw_json_prescan(c->body, c->body_len, msg, sizeof(msg)) < 0) {
+		respond_error(c, 400, "bad_request", msg, 0);
+		return NULL;
+	}
 	json_error_t e;
 	json_t *j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
 	if (j)
 		return j;
 	const char *ct = nng_http_req_get_header(c->req, "Content-Type");
-	char msg[400];
 	size_t ws = 0;
 	while (ws < c->body_len && strchr(" \t\r\n", c->body[ws]))
 		ws++;
@@ -495,7 +503,7 @@ static void preflight(call *c, const char *origin)
 
 static bool authorized(call *c)
 {
-	if (!c->route->auth || napi_keys == 0)
+	if (!c->route->auth || gw_cfg.napi_keys == 0)
 		return true;
 	const char *h = nng_http_req_get_header(c->req, "Authorization");
 	if (!h || strncasecmp(h, "Bearer ", 7))
@@ -505,11 +513,12 @@ static bool authorized(call *c)
 		h++;
 	size_t n = strlen(h);
 	bool ok = false;
-	for (size_t i = 0; i < napi_keys; i++) {
-		size_t kn = strlen(api_keys[i]);
+	for (size_t i = 0; i < gw_cfg.napi_keys; i++) {
+		const char *k = gw_cfg.api_keys[i];
+		size_t kn = strlen(k);
 		unsigned diff = (unsigned)(kn ^ n);
 		for (size_t j = 0; j < kn; j++) /* same time whatever matches */
-			diff |= (unsigned)(api_keys[i][j] ^ (j < n ? h[j] : 0));
+			diff |= (unsigned)(k[j] ^ (j < n ? h[j] : 0));
 		ok |= diff == 0;
 	}
 	return ok;
@@ -716,6 +725,14 @@ static void take_body(call *c)
 		c->route->fn(c);
 		return;
 	}
+	if (!gw_mem_reserve((size_t)len)) {
+		c->close = true;
+		gw_metric_inc(GW_M_REJECTED);
+		respond_error(c, 503, "overloaded", "the gateway holds as many request bodies as it "
+		              "may (--max-inflight-bodies); retry later", 1);
+		return;
+	}
+	c->reserved = (size_t)len;
 	read_body(c, (size_t)len);
 }
 
@@ -787,37 +804,6 @@ static void on_request(nng_aio *aio)
 
 /* ---- start/stop -------------------------------------------------------- */
 
-static int load_keys(void)
-{
-	if (!gw_cfg.api_keys_file)
-		return 0;
-	FILE *f = fopen(gw_cfg.api_keys_file, "r");
-	if (!f) {
-		cr_log("error", "start", "error=\"cannot read --api-keys %s: %m\"", gw_cfg.api_keys_file);
-		return -1;
-	}
-	char line[512];
-	while (fgets(line, sizeof(line), f)) {
-		char *s = line + strspn(line, " \t");
-		s[strcspn(s, " \t\r\n#")] = 0;
-		if (!*s)
-			continue;
-		char **n = realloc(api_keys, (napi_keys + 1) * sizeof(*n));
-		if (!n || !(n[napi_keys] = strdup(s))) {
-			fclose(f);
-			return -1;
-		}
-		api_keys = n;
-		napi_keys++;
-	}
-	fclose(f);
-	if (napi_keys == 0) {
-		cr_log("error", "start", "error=\"--api-keys %s holds no key\"", gw_cfg.api_keys_file);
-		return -1;
-	}
-	return 0;
-}
-
 static bool loopback(const nng_url *u)
 {
 	const char *h = u->u_hostname;
@@ -835,7 +821,7 @@ static int listen_one(const char *url_s)
 		cr_log("error", "start", "listen=%s error=\"%s\"", url_s, nng_strerror(rv));
 		return -1;
 	}
-	if (!loopback(url) && napi_keys == 0 && !gw_cfg.insecure_no_auth) {
+	if (!loopback(url) && gw_cfg.napi_keys == 0 && !gw_cfg.insecure_no_auth) {
 		cr_log("error", "start", "listen=%s error=\"listening beyond loopback needs --api-keys "
 		       "(or --insecure-no-auth)\"", url_s);
 		nng_url_free(url);
@@ -872,8 +858,6 @@ static int listen_one(const char *url_s)
 
 int gw_http_start(void)
 {
-	if (load_keys() < 0)
-		return -1;
 	int rv;
 	if ((rv = nng_mtx_alloc(&reading_mtx)) != 0 || (rv = nng_mtx_alloc(&spare_mtx)) != 0 ||
 	    (rv = nng_aio_alloc(&sweep_aio, sweep, NULL)) != 0) {

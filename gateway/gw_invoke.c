@@ -27,7 +27,10 @@
  * other attempt is awaited. The loser gets a `cancel` op at once and its
  * slot is released when its own (cancelled) reply arrives. When every
  * attempt failed, another worker is tried (--retries) while the
- * deadline allows; then 502 listing what happened. A `busy` reply is
+ * deadline allows; then 502 listing what happened. The deadline is
+ * compile wall + run wall + slack, summed saturating (a worker's
+ * advertised default may be anything), and every nng timeout derived
+ * from it is clamped to nng_duration's range. A `busy` reply is
  * no failure of the request and costs no retry: the worker counts as
  * full until its next ping and the invocation waits for a slot. An
  * attempt that reaches the deadline is cancelled on its worker, which
@@ -293,11 +296,18 @@ static void lane_drop(gw_lane *l)
 	free(l);
 }
 
+/* ms as an nng timeout: at least 1 (0 would mean "none"), at most
+ * INT32_MAX (nng_duration is 32 bits; negatives are special values). */
+static nng_duration duration(int64_t ms)
+{
+	return ms < 1 ? 1 : ms > INT32_MAX ? INT32_MAX : (nng_duration)ms;
+}
+
 /* Sends msg (taken) on l: the request's first step. */
 static void lane_send(gw_lane *l, nng_msg *msg, int64_t timeout_ms)
 {
 	nng_aio_set_msg(l->aio, msg);
-	nng_aio_set_timeout(l->aio, (nng_duration)timeout_ms);
+	nng_aio_set_timeout(l->aio, duration(timeout_ms));
 	nng_ctx_send(l->ctx, l->aio);
 }
 
@@ -309,7 +319,7 @@ static void lane_recv(gw_lane *l, int64_t timeout_ms)
 {
 	l->sent = true;
 	nng_aio_set_msg(l->aio, NULL);
-	nng_aio_set_timeout(l->aio, (nng_duration)(timeout_ms > 1 ? timeout_ms : 1));
+	nng_aio_set_timeout(l->aio, duration(timeout_ms));
 	nng_ctx_recv(l->ctx, l->aio);
 }
 
@@ -570,7 +580,7 @@ static bool attempt_start(gw_invocation *inv, gw_worker *w)
 	a->t0 = gw_now_ms();
 	int64_t left = inv->deadline - a->t0;
 	/* a send waits only for a connection; do not let it eat the deadline */
-	lane_send(a->lane, msg, left < 2000 ? (left > 1 ? left : 1) : 2000);
+	lane_send(a->lane, msg, left < 2000 ? left : 2000);
 	return true;
 }
 
@@ -674,7 +684,7 @@ static void arm(gw_invocation *inv, bool hedge, int64_t ms)
 		nng_aio_cancel((*cur)->aio);
 	*cur = t;
 	inv->refs++;
-	nng_sleep_aio((nng_duration)(ms > 0 ? ms : 1), t->aio);
+	nng_sleep_aio(duration(ms), t->aio);
 }
 
 /* Under lock: stop waiting timers, so that a finished invocation is not
@@ -801,11 +811,17 @@ void gw_invoke_pump(void)
 
 static int64_t stage_wall(const cr_limits *asked, const cr_limits *def)
 {
-	if (asked->wall_ms != CR_UNSET)
+	if (asked->wall_ms >= 0)
 		return asked->wall_ms;
-	if (def->wall_ms != CR_UNSET)
+	if (def->wall_ms >= 0)
 		return def->wall_ms;
 	return 10000;
+}
+
+/* a + b for a, b >= 0, INT64_MAX when that overflows. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
 void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o, gw_done_fn done,
@@ -839,8 +855,8 @@ void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o, gw_done
 		hedge_earn(rt);
 	int64_t wall = stage_wall(&req->limits, &rt->def_limits);
 	if (rt->compiled)
-		wall += stage_wall(&req->compile_limits, &rt->def_compile);
-	inv->deadline = inv->t0 + wall + gw_cfg.slack_ms;
+		wall = sat_add(wall, stage_wall(&req->compile_limits, &rt->def_compile));
+	inv->deadline = sat_add(inv->t0, sat_add(wall, gw_cfg.slack_ms));
 	inv->lnext = live;
 	if (live)
 		live->lprev = inv;

@@ -2,13 +2,22 @@
  * gw_json.c — the /v1 API's JSON: request bodies to wire requests, worker
  * replies to JSON, the runtime list and error bodies.
  *
+ * Before jansson builds a tree, gw_json_prescan counts the body's values
+ * and nesting on the raw bytes: a tree costs some 40 bytes a value, so an
+ * 8 MiB body of tiny array elements would cost ~170 MB; past
+ * GW_JSON_MAX_VALUES or GW_JSON_MAX_DEPTH the body is refused unbuilt.
+ *
  * A request is checked field by field with messages that name the field
  * ("files[2].content must be a string"), so a 400 says what to fix.
- * File contents point into the parsed body (kept alive by gw_run) or into
- * decoded buffers the gw_run owns; cr_request_encode copies them out.
+ * Limits must be integers in [0, gw_limit_max] (the deadline is computed
+ * from them). File contents point into the parsed body (kept alive by
+ * gw_run) or into decoded buffers the gw_run owns; cr_request_encode
+ * copies them out.
  *
  * Output bytes arrive as msgpack bin: they become JSON strings when they
- * are valid UTF-8, else base64 with `<stream>_encoding: "base64"`.
+ * are valid UTF-8 and not control-heavy (their \u00XX escapes would make
+ * the string longer than base64), else base64 with `<stream>_encoding:
+ * "base64"`.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +36,59 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* ---- bounds on the raw body -------------------------------------------- */
+
+/* Index of the quote closing the string opened at p[i] (n if none). */
+static size_t string_end(const char *p, size_t n, size_t i)
+{
+	for (i++; i < n && p[i] != '"'; i++)
+		if (p[i] == '\\')
+			i++;
+	return i < n ? i : n;
+}
+
+static bool json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Values are counted as a container's first element plus one per comma
+ * outside strings: exact for valid JSON, and what jansson builds of an
+ * invalid body (before it gives up) is a valid prefix. A body that does
+ * not start with [ or { is one scalar at most. */
+int gw_json_prescan(const char *p, size_t n, char *err, size_t errlen)
+{
+	size_t i = 0, values = 0, depth = 0;
+	bool opened = false;
+	while (i < n && json_space(p[i]))
+		i++;
+	if (i == n || (p[i] != '[' && p[i] != '{'))
+		return 0;
+	for (; i < n; i++) {
+		char c = p[i];
+		if (json_space(c))
+			continue;
+		values += opened && c != ']' && c != '}';
+		opened = false;
+		if (c == '"')
+			i = string_end(p, n, i);
+		else if (c == '[' || c == '{')
+			depth++, opened = true;
+		else if (c == ']' || c == '}')
+			depth -= depth > 0;
+		else if (c == ',')
+			values++;
+		if (depth > GW_JSON_MAX_DEPTH)
+			return fail(err, errlen, "the body nests deeper than %d arrays/objects",
+			            GW_JSON_MAX_DEPTH);
+		if (values > GW_JSON_MAX_VALUES)
+			return fail(err, errlen,
+			            "the body holds more than %d JSON values (array elements and object "
+			            "members, at any depth)", GW_JSON_MAX_VALUES);
+	}
+	return 0;
 }
 
 static void *own(gw_run *r, void *p)
@@ -195,6 +257,33 @@ static int parse_env(gw_run *r, json_t *env, char *err, size_t errlen)
 	return 0;
 }
 
+/* A time limit bounds the deadline (compile + run + slack), a byte or
+ * pid count only what the worker will accept. */
+int64_t gw_limit_max(int i)
+{
+	static const int64_t max[CR_NLIMITS] = {
+		86400000, 86400000, (int64_t)1 << 40, 4194304, (int64_t)1 << 40, (int64_t)1 << 40,
+	};
+	return max[i];
+}
+
+static int parse_limit(json_t *v, const char *what, const char *k, int i, int64_t *out,
+                       char *err, size_t errlen)
+{
+	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= gw_limit_max(i)) {
+		*out = json_integer_value(v);
+		return 0;
+	}
+	char got[48];
+	if (json_is_integer(v))
+		snprintf(got, sizeof(got), "%lld", (long long)json_integer_value(v));
+	else
+		snprintf(got, sizeof(got), "%s", type_name(v));
+	return fail(err, errlen, "%s.%s must be a non-negative integer, at most %lld (the gateway's "
+	            "maximum), not %s", what, k, (long long)gw_limit_max(i), got);
+}
+
 static int parse_limits(json_t *o, const char *what, cr_limits *l, char *err, size_t errlen)
 {
 	*l = CR_LIMITS_UNSET;
@@ -213,11 +302,8 @@ static int parse_limits(json_t *o, const char *what, cr_limits *l, char *err, si
 			return fail(err, errlen,
 			            "%s.%.64s is not a limit (wall_ms, cpu_ms, memory_bytes, pids, "
 			            "output_bytes, file_bytes)", what, k);
-		if (json_is_null(v))
-			continue;
-		if (!json_is_integer(v) || json_integer_value(v) < 0)
-			return fail(err, errlen, "%s.%s must be a non-negative integer", what, k);
-		*cr_limit_ref(l, i) = json_integer_value(v);
+		if (!json_is_null(v) && parse_limit(v, what, k, i, cr_limit_ref(l, i), err, errlen) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -375,7 +461,24 @@ static bool bool_of(const msgpack_object *o)
 	return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
 }
 
-/* stdout/stderr: a UTF-8 string, or base64 with an encoding field. */
+/* True when the control characters of valid UTF-8 text (each \u00XX in
+ * JSON; tab, newline and carriage return aside) would make its JSON
+ * string longer than its base64 form. Output under GW_TEXT_ALWAYS bytes
+ * stays text whatever it holds (a coloured test report's ESCs): escaping
+ * it costs at most 6x of little, and a page shows it as it is. */
+#define GW_TEXT_ALWAYS 4096
+static bool control_heavy(const char *p, size_t n)
+{
+	if (n < GW_TEXT_ALWAYS)
+		return false;
+	size_t ctl = 0;
+	for (size_t i = 0; i < n; i++)
+		ctl += (unsigned char)p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r';
+	return n + 5 * ctl > (n + 2) / 3 * 4;
+}
+
+/* stdout/stderr: a UTF-8 string, or base64 with an encoding field when
+ * the bytes are not UTF-8 or are control-heavy. */
 static void set_bytes(json_t *st, const char *key, const msgpack_object *o)
 {
 	const char *p = "";
@@ -384,7 +487,7 @@ static void set_bytes(json_t *st, const char *key, const msgpack_object *o)
 	snprintf(enc_key, sizeof(enc_key), "%s_encoding", key);
 	if (o)
 		cr_obj_bytes(o, &p, &n);
-	if (gw_utf8_valid(p, n)) {
+	if (gw_utf8_valid(p, n) && !control_heavy(p, n)) {
 		json_object_set_new(st, key, json_stringn(p, n));
 		json_object_set_new(st, enc_key, json_string("utf8"));
 		return;

@@ -39,6 +39,7 @@ static void drain(void)
 int main(int argc, char **argv)
 {
 	cr_log_init("corral-gateway");
+	gw_mem_init();
 	int rc = gw_config_parse(argc, argv);
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;

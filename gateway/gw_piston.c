@@ -6,8 +6,9 @@
  * Request: language (name or alias), version ("*" or a prefix), files
  * [{name?, content, encoding?: utf8|base64|hex}], stdin, args,
  * compile_timeout / run_timeout (ms), compile_cpu_time / run_cpu_time
- * (ms), compile_memory_limit / run_memory_limit (bytes, -1: the default).
- * Unknown fields are ignored, as Piston does.
+ * (ms), compile_memory_limit / run_memory_limit (bytes, -1: the default;
+ * else at most gw_limit_max, as /v1's limits). Unknown fields are
+ * ignored, as Piston does.
  *
  * Response: {language, version, run, compile?}; each stage has stdout,
  * stderr, output (both interleaved in the order written, rebuilt from
@@ -27,16 +28,41 @@ static int piston_fail(char *err, size_t errlen, const char *msg, const char *fi
 	return -1;
 }
 
-/* A Piston limit: a non-negative integer, or -1 / null for the default. */
-static int limit(json_t *body, const char *field, int64_t *out, char *err, size_t errlen)
+/* A Piston limit (field) sets limit i: an integer in [0, gw_limit_max(i)],
+ * or -1 / null for the default. */
+static int limit(json_t *body, const char *field, int i, cr_limits *l, char *err, size_t errlen)
 {
 	json_t *v = json_object_get(body, field);
-	if (!v || json_is_null(v))
+	if (!v || json_is_null(v) || (json_is_integer(v) && json_integer_value(v) == -1))
 		return 0;
-	if (!json_is_integer(v) || json_integer_value(v) < -1)
-		return piston_fail(err, errlen, "%s must be an integer (-1 for the default)", field);
-	if (json_integer_value(v) >= 0)
-		*out = json_integer_value(v);
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > gw_limit_max(i)) {
+		snprintf(err, errlen, "%s must be an integer in [0, %lld] (-1 for the default)", field,
+		         (long long)gw_limit_max(i));
+		return -1;
+	}
+	*cr_limit_ref(l, i) = json_integer_value(v);
+	return 0;
+}
+
+/* Piston's limit fields: which stage, which limit. */
+static const struct {
+	const char *field;
+	bool compile;
+	int limit; /* index of cr_limit_name */
+} piston_limits[] = {
+	{ "compile_timeout", true, 0 }, { "run_timeout", false, 0 },
+	{ "compile_cpu_time", true, 1 }, { "run_cpu_time", false, 1 },
+	{ "compile_memory_limit", true, 2 }, { "run_memory_limit", false, 2 },
+};
+
+static int limits(json_t *body, gw_run *r, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof(piston_limits) / sizeof(piston_limits[0]); i++)
+		if (limit(body, piston_limits[i].field, piston_limits[i].limit,
+		          piston_limits[i].compile ? &r->req.compile_limits : &r->req.limits, err,
+		          errlen) < 0)
+			return -1;
 	return 0;
 }
 
@@ -70,14 +96,7 @@ int gw_piston_from_json(json_t *body, gw_run *r, char *err, size_t errlen)
 	if ((v = json_object_get(body, "args")) && !json_is_null(v) &&
 	    gw_parse_args(r, v, err, errlen) < 0)
 		return -1;
-	if (limit(body, "compile_timeout", &r->req.compile_limits.wall_ms, err, errlen) < 0 ||
-	    limit(body, "run_timeout", &r->req.limits.wall_ms, err, errlen) < 0 ||
-	    limit(body, "compile_cpu_time", &r->req.compile_limits.cpu_ms, err, errlen) < 0 ||
-	    limit(body, "run_cpu_time", &r->req.limits.cpu_ms, err, errlen) < 0 ||
-	    limit(body, "compile_memory_limit", &r->req.compile_limits.memory_bytes, err, errlen) < 0 ||
-	    limit(body, "run_memory_limit", &r->req.limits.memory_bytes, err, errlen) < 0)
-		return -1;
-	return 0;
+	return limits(body, r, err, errlen);
 }
 
 static json_t *text(const msgpack_object *o)

@@ -2,14 +2,29 @@
  * gw_util.c — small helpers the gateway's subsystems share and common/
  * does not have: a monotonic clock, base64/hex decoding (clients send
  * files that way), UTF-8 validation and lossy repair (JSON wants text),
- * and request encoding signed with the workers' shared secret.
+ * request encoding signed with the workers' shared secret, and the
+ * memory budget.
+ *
+ * Memory: glibc serves big blocks from mmap only below a threshold that
+ * it raises each time such a block is freed (up to 32 MiB), so after a
+ * few large requests 8 MiB bodies and their copies come from the heap
+ * and stay in the process when freed. gw_mem_init fixes the threshold
+ * (GW_MMAP_AT), so they are unmapped on free; after a request of at least
+ * GW_TRIM_AT body bytes, malloc_trim gives back what small blocks left
+ * free in every arena. Request bodies in flight (read, parsed or being
+ * invoked) take their Content-Length from --max-inflight-bodies.
  */
+#include <malloc.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "gw.h"
+
+#define GW_MMAP_AT (128u << 10)
+#define GW_TRIM_AT (1u << 20)
 
 int64_t gw_now_ms(void)
 {
@@ -160,4 +175,32 @@ char *gw_utf8_lossy(const char *p, size_t n, size_t *outlen)
 	*o = 0;
 	*outlen = (size_t)(o - out);
 	return out;
+}
+
+/* ---- memory ------------------------------------------------------------ */
+
+static atomic_size_t inflight_bytes;
+
+void gw_mem_init(void)
+{
+	mallopt(M_MMAP_THRESHOLD, GW_MMAP_AT);
+	mallopt(M_TRIM_THRESHOLD, GW_MMAP_AT);
+}
+
+bool gw_mem_reserve(size_t n)
+{
+	size_t max = gw_cfg.max_inflight ? gw_cfg.max_inflight : GW_INFLIGHT_BODIES * gw_cfg.max_body;
+	size_t cur = atomic_load(&inflight_bytes);
+	do {
+		if (n > max || cur > max - n)
+			return false;
+	} while (!atomic_compare_exchange_weak(&inflight_bytes, &cur, cur + n));
+	return true;
+}
+
+void gw_mem_release(size_t n)
+{
+	atomic_fetch_sub(&inflight_bytes, n);
+	if (n >= GW_TRIM_AT)
+		malloc_trim(0);
 }

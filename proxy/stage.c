@@ -4,7 +4,9 @@
  * On the slot's thread: make the pipes and the stage's cgroup, prepare
  * the keeper's plan, fork the keeper (keeper.c), then one poll loop over
  *   - the stage's stdout and stderr (kept up to output_bytes each, in
- *     read order in cr_stage.chunks; past the cap the stage is stopped),
+ *     read order in cr_stage.chunks; past the cap the stage is stopped;
+ *     past CR_MAX_CHUNKS stream switches the order is no longer kept and
+ *     finish() closes the list with the rest of stdout, then of stderr),
  *   - its stdin (written non-blocking; EPIPE only means the program did
  *     not want the rest),
  *   - the keeper's report pipe (its end),
@@ -68,6 +70,7 @@ typedef struct run {
 	px_report rep;
 	bool have_report;
 	bool oom_chunks; /* allocation failed: we stop the stage */
+	bool chunks_full; /* CR_MAX_CHUNKS reached: order no longer recorded */
 	int warm_fd;         /* a warm stage's socket: the handoff goes there */
 	const char *handoff;
 	size_t ho_len, ho_off;
@@ -81,12 +84,20 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-static void add_chunk(run *r, int32_t n)
+/* Appends n to the chunk list; past CR_MAX_CHUNKS entries only a `last`
+ * (finish's remainders) is taken. */
+static void push_chunk(run *r, int32_t n, bool last)
 {
+	if (!last && r->chunks_full)
+		return;
 	if (r->nchunks && ((r->chunks[r->nchunks - 1] > 0) == (n > 0)) &&
 	    (int64_t)r->chunks[r->nchunks - 1] + n < INT32_MAX &&
 	    (int64_t)r->chunks[r->nchunks - 1] + n > -INT32_MAX) {
 		r->chunks[r->nchunks - 1] += n;
+		return;
+	}
+	if (!last && r->nchunks >= CR_MAX_CHUNKS) {
+		r->chunks_full = true;
 		return;
 	}
 	if (r->nchunks == r->chunks_alloc) {
@@ -100,6 +111,29 @@ static void add_chunk(run *r, int32_t n)
 		r->chunks_alloc = na;
 	}
 	r->chunks[r->nchunks++] = n;
+}
+
+static void add_chunk(run *r, int32_t n)
+{
+	push_chunk(r, n, false);
+}
+
+/* Once the order stopped being recorded: what the chunks do not cover,
+ * stdout's rest then stderr's, so that they add up to both streams. */
+static void close_chunks(run *r)
+{
+	int64_t left[2] = { (int64_t)r->out.len, (int64_t)r->err.len };
+	for (size_t i = 0; i < r->nchunks; i++)
+		if (r->chunks[i] > 0)
+			left[0] -= r->chunks[i];
+		else
+			left[1] += r->chunks[i];
+	for (int s = 0; s < 2; s++)
+		while (left[s] > 0 && !r->oom_chunks) {
+			int32_t n = left[s] < INT32_MAX ? (int32_t)left[s] : INT32_MAX;
+			push_chunk(r, s ? -n : n, true);
+			left[s] -= n;
+		}
 }
 
 /* SIGPIPE is blocked on this thread while a stage runs; a write to a
@@ -401,6 +435,8 @@ static int finish(run *r, pid_t keeper, int64_t start, cr_stage *st, bool *cance
 	st->memory_bytes = u.mem_peak >= 0 ? u.mem_peak : r->rep.maxrss_kb * 1024;
 	st->out = r->out.buf, st->out_len = r->out.len, st->out_truncated = r->out.truncated;
 	st->err = r->err.buf, st->err_len = r->err.len, st->err_truncated = r->err.truncated;
+	if (r->chunks_full)
+		close_chunks(r);
 	st->chunks = r->chunks, st->nchunks = r->nchunks;
 	r->out.buf = r->err.buf = NULL;
 	r->chunks = NULL;

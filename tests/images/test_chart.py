@@ -243,6 +243,7 @@ def test_full_values_reach_the_pods(full_docs):
     (["--set", "worker.isolation=root"], "/worker/isolation"),
     (["--set", "runtimes[0].name=Py_thon", "--set", "runtimes[0].image.repository=x"], "name"),
     (["--set", "gateway.race=3"], "race"),
+    (["--set", "gateway.auth.apiKeys[0]=caf\u00e9-0123456789abcdef"], "apiKeys"),
     (["--set", "worker.limits.walltime=5"], "walltime"),
     (["--set", "gateway.replicaz=2"], "replicaz"),
     (["--set", "worker.prewarm=on"], "/worker/prewarm"),

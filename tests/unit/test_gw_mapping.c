@@ -1,8 +1,9 @@
 /*
  * test_gw_mapping.c — the gateway's JSON <-> wire mapping, without sockets:
- * base64/hex/UTF-8 helpers, /v1 and Piston request parsing (checked by
- * decoding the encoded request with the worker's own decoder), reply
- * rendering (UTF-8 or base64 output, Piston statuses, interleaved output),
+ * base64/hex/UTF-8 helpers, the body's value/depth bounds, /v1 and Piston
+ * request parsing (checked by decoding the encoded request with the
+ * worker's own decoder; limits bounded), reply rendering (UTF-8 or base64
+ * output, control-heavy output, Piston statuses, interleaved output),
  * and the pool's runtime lookup and worker selection on hand-built lists.
  *
  * The pool's tests build worker lists by hand, so gw_pool.c is compiled
@@ -185,6 +186,19 @@ static void test_v1_request_errors(void)
 	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"args\":[\"a\\u0000b\"]}", "NUL");
 	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"env\":{\"A\":true}}", "env.A must be a string");
 	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"limits\":{\"wall_ms\":1.5}}", "non-negative integer");
+	/* limits within the gateway's maxima: the deadline is their sum */
+	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"limits\":{\"wall_ms\":9223372036854775807}}",
+	           "limits.wall_ms must be a non-negative integer, at most 86400000");
+	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"compile_limits\":{\"cpu_ms\":86400001}}",
+	           "compile_limits.cpu_ms must be");
+	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"limits\":{\"memory_bytes\":-5}}",
+	           "limits.memory_bytes must be a non-negative integer, at most 1099511627776 (the "
+	           "gateway's maximum), not -5");
+	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"limits\":{\"pids\":\"7\"}}",
+	           "limits.pids must be a non-negative integer, at most 4194304 (the gateway's maximum), "
+	           "not a string");
+	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"limits\":{\"output_bytes\":2e3}}",
+	           "not a number");
 	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"limits\":[]}", "limits must be an object");
 	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"race\":0}", "race must be 1 or 2");
 	expect_bad("{\"runtime\":\"p\",\"code\":\"x\",\"stdin\":\"z\",\"stdin_encoding\":\"base64\"}", "stdin is not valid base64");
@@ -219,6 +233,93 @@ static void test_piston_request(void)
 	CHECK(strstr(err, "language") != NULL);
 	gw_run_free(&r);
 	json_decref(j);
+	/* each limit: an integer in [0, maximum], or -1 */
+	static const char *const bad[] = {
+		"\"run_timeout\":9223372036854775807", "\"compile_timeout\":-2",
+		"\"run_timeout\":3000.5", "\"run_memory_limit\":\"1G\"",
+		"\"compile_memory_limit\":1099511627777", "\"run_cpu_time\":86400001",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char body[256], field[32];
+		snprintf(body, sizeof(body), "{\"language\":\"python\",\"files\":[{\"content\":\"x\"}],%s}",
+		         bad[i]);
+		snprintf(field, sizeof(field), "%.*s must be an integer in [0, ",
+		         (int)(strchr(bad[i] + 1, '"') - bad[i] - 1), bad[i] + 1);
+		j = parse(body);
+		CHECK(gw_piston_from_json(j, &r, err, sizeof(err)) == -1);
+		if (!strstr(err, field))
+			fprintf(stderr, "  %s: message \"%s\" lacks \"%s\"\n", body, err, field), t_cur_failed = 1;
+		gw_run_free(&r);
+		json_decref(j);
+	}
+	j = parse("{\"language\":\"python\",\"files\":[{\"content\":\"x\"}],\"run_timeout\":86400000,"
+	          "\"run_memory_limit\":1099511627776}");
+	CHECK(gw_piston_from_json(j, &r, err, sizeof(err)) == 0);
+	CHECK_EQ_INT(r.req.limits.wall_ms, 86400000);
+	CHECK_EQ_INT(r.req.limits.memory_bytes, 1099511627776LL);
+	gw_run_free(&r);
+	json_decref(j);
+}
+
+/* ---- bounds on the raw body -------------------------------------------- */
+
+static int prescan(const char *s, char *err, size_t errlen)
+{
+	return gw_json_prescan(s, strlen(s), err, errlen);
+}
+
+/* "[0,0,...,0]" with n elements, or "{"a":[...]}" around it. */
+static char *many(size_t n, bool in_object)
+{
+	char *s = malloc(2 * n + 16), *p = s;
+	p += sprintf(p, in_object ? "{\"a\":[" : "[");
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, i ? ",0" : "0");
+	strcpy(p, in_object ? "]}" : "]");
+	return s;
+}
+
+static void test_prescan(void)
+{
+	char err[256] = "";
+	/* exactly the maximum of values passes, one more does not */
+	char *s = many(GW_JSON_MAX_VALUES - 1, true); /* + the member "a" */
+	CHECK_EQ_INT(prescan(s, err, sizeof(err)), 0);
+	free(s);
+	s = many(GW_JSON_MAX_VALUES + 1, false);
+	CHECK_EQ_INT(prescan(s, err, sizeof(err)), -1);
+	CHECK(strstr(err, "more than 16384 JSON values") != NULL);
+	free(s);
+	s = many(1000000, true);
+	CHECK_EQ_INT(prescan(s, err, sizeof(err)), -1);
+	free(s);
+	/* commas and brackets inside strings are not structure */
+	char big[4 * GW_JSON_MAX_VALUES + 64], *p = big;
+	p += sprintf(p, "{\"code\":\"");
+	for (int i = 0; i < GW_JSON_MAX_VALUES; i++)
+		p += sprintf(p, ",[\\\"");
+	strcpy(p, "\"}");
+	CHECK_EQ_INT(prescan(big, err, sizeof(err)), 0);
+	CHECK_EQ_INT(prescan("{}", err, sizeof(err)), 0);
+	CHECK_EQ_INT(prescan("  [ ]", err, sizeof(err)), 0);
+	CHECK_EQ_INT(prescan("\"a,b,c\"", err, sizeof(err)), 0);
+	CHECK_EQ_INT(prescan("runtime=python&code=1,2,3", err, sizeof(err)), 0);
+	/* nesting */
+	char deep[2 * GW_JSON_MAX_DEPTH + 3];
+	memset(deep, '[', GW_JSON_MAX_DEPTH);
+	memset(deep + GW_JSON_MAX_DEPTH, ']', GW_JSON_MAX_DEPTH);
+	deep[2 * GW_JSON_MAX_DEPTH] = 0;
+	CHECK_EQ_INT(prescan(deep, err, sizeof(err)), 0);
+	memset(deep, '[', GW_JSON_MAX_DEPTH + 1);
+	memset(deep + GW_JSON_MAX_DEPTH + 1, ']', GW_JSON_MAX_DEPTH + 1);
+	deep[2 * GW_JSON_MAX_DEPTH + 2] = 0;
+	CHECK_EQ_INT(prescan(deep, err, sizeof(err)), -1);
+	CHECK(strstr(err, "nests deeper than 32") != NULL);
+	/* unterminated: still counted (jansson would build it before failing) */
+	s = many(GW_JSON_MAX_VALUES + 1, false);
+	s[strlen(s) - 1] = 0;
+	CHECK_EQ_INT(prescan(s, err, sizeof(err)), -1);
+	free(s);
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -291,6 +392,57 @@ static void test_reply_rendering(void)
 	msgpack_unpacked_destroy(&u);
 	msgpack_sbuffer_destroy(&sb);
 	free_runtime(rt);
+}
+
+static const char *run_field(const char *out, size_t n, const char *key, json_t **keep)
+{
+	cr_stage st = { .status = CR_ST_OK, .out = (char *)out, .out_len = n, .err = "" };
+	msgpack_sbuffer sb;
+	msgpack_unpacked u;
+	make_reply(&sb, &u, &st, false);
+	gw_runtime *rt = fake_runtime("c", "12.2.0", "main.c");
+	*keep = gw_json_reply(&u.data, rt);
+	msgpack_unpacked_destroy(&u);
+	msgpack_sbuffer_destroy(&sb);
+	free_runtime(rt);
+	return json_string_value(json_object_get(json_object_get(*keep, "run"), key));
+}
+
+/* Control characters (\u00XX in JSON) make output of 4 KiB or more base64
+ * once the escapes would be longer than base64; tab, newline and CR do
+ * not count; shorter output stays text (ANSI colours). */
+static void test_control_heavy_output(void)
+{
+	json_t *j;
+	static char nul[1 << 20];
+	CHECK_STR(run_field(nul, sizeof(nul), "stdout_encoding", &j), "base64");
+	json_t *out = json_object_get(json_object_get(j, "run"), "stdout");
+	size_t n;
+	char *dec = gw_base64_decode(json_string_value(out), json_string_length(out), &n);
+	CHECK(dec && n == sizeof(nul) && !memcmp(dec, nul, n));
+	free(dec);
+	json_decref(j);
+	CHECK_STR(run_field("a\tb\r\n\n\n", 7, "stdout_encoding", &j), "utf8");
+	json_decref(j);
+	/* short: text, however many escapes (a coloured line) */
+	CHECK_STR(run_field("\x1b" "[31mred\x1b" "[0m", 12, "stdout_encoding", &j), "utf8");
+	json_decref(j);
+	/* 4095 bytes of ESC: still text */
+	static char esc[4096];
+	memset(esc, 0x1b, sizeof(esc));
+	CHECK_STR(run_field(esc, sizeof(esc) - 1, "stdout_encoding", &j), "utf8");
+	json_decref(j);
+	/* 4500 bytes, one control in 15: 6000 escaped, 6000 base64 -> text */
+	static char big[4500];
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = i % 15 ? 'a' : 0x1b;
+	CHECK_STR(run_field(big, sizeof(big), "stdout_encoding", &j), "utf8");
+	json_decref(j);
+	/* one in 12: 6375 escaped, 6000 in base64 -> base64 */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = i % 12 ? 'a' : 0x1b;
+	CHECK_STR(run_field(big, sizeof(big), "stdout_encoding", &j), "base64");
+	json_decref(j);
 }
 
 static void test_piston_statuses(void)
@@ -477,7 +629,9 @@ int main(void)
 	RUN(test_v1_request);
 	RUN(test_v1_request_errors);
 	RUN(test_piston_request);
+	RUN(test_prescan);
 	RUN(test_reply_rendering);
+	RUN(test_control_heavy_output);
 	RUN(test_piston_statuses);
 	RUN(test_versions_and_find);
 	RUN(test_pick);

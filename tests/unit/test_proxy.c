@@ -209,6 +209,24 @@ static void test_ok_and_chunks(void)
 	px_result_free(&r);
 }
 
+/* One-byte writes alternating between the streams: the chunk list stays
+ * within CR_MAX_CHUNKS + 2 entries and still adds up to both streams. */
+static void test_chunks_bounded(void)
+{
+	px_result r;
+	sh("i=0; while [ $i -lt 30000 ]; do printf o; printf e >&2; i=$((i+1)); done", &r);
+	CHECK_EQ_INT(r.run.status, CR_ST_OK);
+	CHECK(r.run.out_len == 30000 && r.run.err_len == 30000);
+	int64_t sum_out = 0, sum_err = 0;
+	for (size_t i = 0; i < r.run.nchunks; i++)
+		r.run.chunks[i] > 0 ? (sum_out += r.run.chunks[i]) : (sum_err -= r.run.chunks[i]);
+	CHECK_EQ_INT(sum_out, 30000);
+	CHECK_EQ_INT(sum_err, 30000);
+	printf("  %zu chunks for 60000 alternating one-byte writes\n", r.run.nchunks);
+	CHECK(r.run.nchunks <= CR_MAX_CHUNKS + 2);
+	px_result_free(&r);
+}
+
 static void test_exit_and_signal(void)
 {
 	px_result r;
@@ -709,6 +727,7 @@ int main(void)
 		return 1;
 	printf("  isolation: %s\n", px_isolation());
 	RUN(test_ok_and_chunks);
+	RUN(test_chunks_bounded);
 	RUN(test_exit_and_signal);
 	RUN(test_wall_timeout_keeps_output);
 	RUN(test_cpu_limit);
