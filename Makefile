@@ -109,11 +109,19 @@ stop:
 
 # Coverage-guided fuzzing of the request decoder (clang's libFuzzer).
 FUZZ_SECONDS ?= 60
+# fuzz-http: the gateway's HTTP body -> request mapping the same way.
+FUZZ_CC = clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icommon -Igateway
 fuzz:
 	@mkdir -p $(BUILD)/fuzz-corpus
-	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icommon \
-	  -o $(BUILD)/fuzz_wire tests/fuzz/fuzz_wire.c $(common_src) -lmsgpackc -ljansson
+	$(FUZZ_CC) -o $(BUILD)/fuzz_wire tests/fuzz/fuzz_wire.c $(common_src) $(LDLIBS)
 	$(BUILD)/fuzz_wire -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz-corpus tests/fuzz/seeds
+
+.PHONY: fuzz-http
+fuzz-http:
+	@mkdir -p $(BUILD)/fuzz-http-corpus
+	$(FUZZ_CC) -o $(BUILD)/fuzz_http_json tests/fuzz/fuzz_http_json.c $(gateway_src) $(common_src) $(LDLIBS)
+	$(BUILD)/fuzz_http_json -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(FUZZ_ARGS) \
+	  $(BUILD)/fuzz-http-corpus tests/fuzz/http-seeds
 
 # Benchmarks print figures; they assert nothing (see bench/bench.py).
 bench: deps all
