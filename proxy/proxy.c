@@ -11,7 +11,10 @@
  * the request's files and a private TMPDIR next to it ("....tmp"), both
  * owned by the slot uid; `compile.sh <entry>` first when the runtime has
  * one, and `runtime.sh <entry> [args...]` when that ended `ok`; both dirs
- * removed at the end, whatever happened.
+ * removed after the reply (px_tidy), whatever happened. A dir that cannot
+ * be removed stays on the slot's dirty list, tried again by every
+ * px_tidy; until the list is empty px_execute refuses the slot (the
+ * processor takes it out of service, processor/slots.c).
  *
  * Environment of both stages, later lines overriding earlier ones:
  *   PATH=/usr/local/bin:/usr/bin:/bin  LANG=C.UTF-8

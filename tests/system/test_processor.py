@@ -376,14 +376,11 @@ def _slot_work_dirs(w):
             yield os.path.join(root, slot, d)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount inside a work dir")
-def test_slot_that_cannot_be_cleaned_leaves_service(worker_factory):
-    """A mount point in a run's work dir (made from the host while the run
-    waits) is a tree the cleanup must not enter or remove: the slot goes
-    out of service (info, ping, a warn line), runs go to the other slot;
-    once the mount is gone the slot's retry cleans it and it serves
-    again."""
-    w = worker_factory("bash", slots=2)
+def _poison_a_slot(w):
+    """Runs a program that makes folder m in its work dir and waits; mounts
+    a tmpfs on m from the host (a mount point the cleanup must neither
+    enter nor remove), lets the run end: the mount point and the slot the
+    run was on."""
     box = {}
     t = threading.Thread(target=lambda: box.update(r=w.run(
         {"main.sh": "mkdir m; while [ ! -e go ]; do sleep 0.05; done; echo done"},
@@ -400,16 +397,44 @@ def test_slot_that_cannot_be_cleaned_leaves_service(worker_factory):
         open(os.path.join(os.path.dirname(m), "go"), "w").close()
         t.join(30)
         assert box["r"]["ok"] is True and box["r"]["run"]["stdout"] == b"done\n", box
-        bad = int(box["r"]["worker"].rsplit("/", 1)[1])
         deadline = time.time() + 10
         while w.call({"v": 1, "op": "ping"})["out_of_service"] == 0 and time.time() < deadline:
             time.sleep(0.05)
+    except BaseException:
+        os.system("umount -l %s" % m)
+        raise
+    return m, int(box["r"]["worker"].rsplit("/", 1)[1])
+
+
+def _back_in_service(w, bad):
+    deadline = time.time() + 15
+    while w.call({"v": 1, "op": "ping"})["out_of_service"] and time.time() < deadline:
+        time.sleep(0.1)
+    p = w.call({"v": 1, "op": "ping"})
+    assert p["out_of_service"] == 0 and p["health"] == "ok", p
+    assert w.call({"v": 1, "op": "info"})["out_of_service"] == []
+    assert 'msg="slot back in service" slot=%d' % bad in w.log()
+    assert list(_slot_work_dirs(w)) == []
+    for k in range(4):
+        r = w.run({"main.sh": "echo ok"}, id="back-%d" % k)
+        assert r["ok"] is True and r["run"]["stdout"] == b"ok\n", r
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount inside a work dir")
+def test_slot_that_cannot_be_cleaned_leaves_service(worker_factory):
+    """A slot whose work dir cannot be removed goes out of service (info,
+    ping, a warn line), runs go to the other slot; once the cause is gone
+    the slot's retry cleans it and it serves again."""
+    w = worker_factory("bash", slots=2)
+    m, bad = _poison_a_slot(w)
+    try:
         p = w.call({"v": 1, "op": "ping"})
         assert p["ok"] is True and p["out_of_service"] == 1 and p["health"] == "degraded", p
         i = w.call({"v": 1, "op": "info"})
         assert [o["slot"] for o in i["out_of_service"]] == [bad], i
         assert "Device or resource busy" in i["out_of_service"][0]["error"], i
-        assert 'msg="slot out of service" slot=%d' % bad in w.log()
+        assert [l for l in w.log().splitlines() if "level=warn" in l and
+                'msg="slot out of service" slot=%d error=' % bad in l], w.log()
         # every run goes to the other slot, and succeeds
         for k in range(4):
             r = w.run({"main.sh": "ls -A; echo ok"}, id="after-%d" % k)
@@ -426,14 +451,19 @@ def test_slot_that_cannot_be_cleaned_leaves_service(worker_factory):
         assert "out of service" in r["error"]["message"], r
     finally:
         os.system("umount -l %s" % m)
-    deadline = time.time() + 15
-    while w.call({"v": 1, "op": "ping"})["out_of_service"] and time.time() < deadline:
-        time.sleep(0.1)
-    p = w.call({"v": 1, "op": "ping"})
-    assert p["out_of_service"] == 0 and p["health"] == "ok", p
-    assert w.call({"v": 1, "op": "info"})["out_of_service"] == []
-    assert 'msg="slot back in service" slot=%d' % bad in w.log()
-    assert list(_slot_work_dirs(w)) == []
-    for k in range(4):
-        r = w.run({"main.sh": "echo ok"}, id="back-%d" % k)
-        assert r["ok"] is True and r["run"]["stdout"] == b"ok\n", r
+    _back_in_service(w, bad)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount inside a work dir")
+def test_no_slot_left_is_unhealthy(worker_factory):
+    w = worker_factory("bash", slots=1)
+    m, bad = _poison_a_slot(w)
+    try:
+        p = w.call({"v": 1, "op": "ping"})
+        assert p["out_of_service"] == 1 and p["health"] == "unhealthy", p
+        r = w.run({"main.sh": "echo no"}, id="refused")
+        assert r["ok"] is False and r["error"]["code"] == "busy", r
+        assert "1 of 1 are out of service" in r["error"]["message"], r
+    finally:
+        os.system("umount -l %s" % m)
+    _back_in_service(w, bad)
