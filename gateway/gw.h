@@ -167,6 +167,7 @@ struct gw_worker {
 	int inflight; /* ours, on this worker */
 	int reported_busy; /* the worker's own count (ping), or slots after a
 	                    * `busy` reply: others may use it too */
+	int out_of_service; /* its slots out of service (ping/info): never free */
 	bool healthy;
 	bool removed; /* dropped by discovery */
 	bool closed;  /* ...and its socket closed */

@@ -168,6 +168,13 @@ static void render_workers(textbuf *b)
 	for (gw_worker *w = gw_pool_workers(); w; w = w->next)
 		if (!w->removed)
 			bprintf(b, "corral_gateway_worker_slots{worker=\"%s\"} %d\n", w->url, w->slots);
+	bprintf(b, "# HELP corral_gateway_worker_slots_out_of_service Slots the worker said are "
+	           "out of service (their cleanup failed; it retries).\n"
+	           "# TYPE corral_gateway_worker_slots_out_of_service gauge\n");
+	for (gw_worker *w = gw_pool_workers(); w; w = w->next)
+		if (!w->removed)
+			bprintf(b, "corral_gateway_worker_slots_out_of_service{worker=\"%s\"} %d\n",
+			        w->url, w->out_of_service);
 }
 
 char *gw_metrics_render(size_t *len)

@@ -247,10 +247,23 @@ static bool in_list(gw_worker *w, gw_worker *const *l, size_t n)
 }
 
 /* Slots taken: ours, or what the worker itself last said when more
- * (other clients, runs it still finishes after we gave up on them). */
+ * (other clients, runs it still finishes after we gave up on them), and
+ * those it said are out of service (their cleanup failed). */
 static int taken(const gw_worker *w)
 {
-	return w->reported_busy > w->inflight ? w->reported_busy : w->inflight;
+	return (w->reported_busy > w->inflight ? w->reported_busy : w->inflight) +
+	       w->out_of_service;
+}
+
+/* The count of out-of-service slots of a ping reply (an array of them in
+ * info's); 0 from a worker that does not say. */
+static int out_of_service(const msgpack_object *m)
+{
+	const msgpack_object *o = cr_obj_get(m, "out_of_service");
+	int64_t n;
+	if (o && o->type == MSGPACK_OBJECT_ARRAY)
+		return (int)o->via.array.size;
+	return o && cr_obj_int(o, &n) && n >= 0 ? (int)n : 0;
 }
 
 /* Busy-ness as a fraction of slots, scaled to compare in integers. */
@@ -342,6 +355,7 @@ static void probe_apply_info(gw_worker *w, const msgpack_object *m)
 			w->slots = (int)slots;
 			int64_t busy;
 			w->reported_busy = cr_obj_int(cr_obj_get(m, "busy"), &busy) ? (int)busy : 0;
+			w->out_of_service = out_of_service(m);
 			char *wn = obj_strdup(cr_obj_get(m, "worker"));
 			if (wn) {
 				char *slash = strrchr(wn, '/');
@@ -396,6 +410,7 @@ static void probe_apply(probe *p, nng_msg *msg)
 			w->slots = (int)slots;
 		if (cr_obj_int(cr_obj_get(&u.data, "busy"), &busy) && busy >= 0)
 			w->reported_busy = (int)busy;
+		w->out_of_service = out_of_service(&u.data);
 		worker_healthy(w);
 	}
 	msgpack_unpacked_destroy(&u);

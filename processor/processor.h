@@ -84,6 +84,10 @@ int pr_slots_submit(cr_request *req, pr_done_fn done, void *arg);
 bool pr_slots_cancel(const char *id);
 void pr_slots_cancel_all(void);
 int pr_slots_busy(void);
+/* Slots out of service (their cleanup failed; slots.c): how many, and
+ * the `info` list of them, [{slot, error}]. */
+int pr_slots_out(void);
+void pr_slots_pack_out(msgpack_packer *pk);
 void pr_slots_set_draining(bool on);
 bool pr_slots_draining(void);
 void pr_slots_stop(void);

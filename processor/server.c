@@ -87,7 +87,7 @@ int pr_server_inflight(void) { return atomic_load(&runs_inflight); }
 
 static void pack_info(msgpack_packer *pk, const char *worker)
 {
-	cr_reply_begin(pk, "", true, worker, 9);
+	cr_reply_begin(pk, "", true, worker, 10);
 	cr_pack_key(pk, "runtime");
 	msgpack_pack_map(pk, 4);
 	cr_pack_kstr(pk, "name", rt->name);
@@ -106,6 +106,8 @@ static void pack_info(msgpack_packer *pk, const char *worker)
 	cr_pack_kint(pk, "slots", cfg->slots);
 	cr_pack_kint(pk, "busy", pr_slots_busy());
 	cr_pack_kbool(pk, "draining", pr_slots_draining());
+	cr_pack_key(pk, "out_of_service");
+	pr_slots_pack_out(pk);
 	const cr_limits *lims[2][2] = { { &cfg->run_default, &cfg->run_max },
 		                        { &cfg->compile_default, &cfg->compile_max } };
 	for (int i = 0; i < 2; i++) {
@@ -179,12 +181,16 @@ static void handle(conn *c, nng_msg *msg)
 		return;
 	}
 	switch (req.op) {
-	case CR_OP_PING:
-		cr_reply_begin(&pk, req.id, true, worker, 3);
+	case CR_OP_PING: {
+		int out = pr_slots_out();
+		cr_reply_begin(&pk, req.id, true, worker, 5);
 		cr_pack_kint(&pk, "busy", pr_slots_busy());
 		cr_pack_kint(&pk, "slots", cfg->slots);
 		cr_pack_kbool(&pk, "draining", pr_slots_draining());
+		cr_pack_kint(&pk, "out_of_service", out);
+		cr_pack_kstr(&pk, "health", !out ? "ok" : out < cfg->slots ? "degraded" : "unhealthy");
 		break;
+	}
 	case CR_OP_INFO:
 		pack_info(&pk, worker);
 		break;
@@ -207,10 +213,16 @@ static void handle(conn *c, nng_msg *msg)
 			cr_reply_error(&pk, req.id, worker, CR_E_BAD_REQUEST, err);
 			break;
 		}
-		snprintf(err, sizeof err,
-		         pr_slots_draining() ? "worker is draining (shutting down); try another"
-		                             : "all %d slots are busy; try again or another worker",
-		         cfg->slots);
+		int out = pr_slots_out();
+		if (pr_slots_draining())
+			snprintf(err, sizeof err, "worker is draining (shutting down); try another");
+		else if (out)
+			snprintf(err, sizeof err, "no slot free: %d of %d are out of service (cleanup "
+			         "failed; see info), the others busy; try again or another worker",
+			         out, cfg->slots);
+		else
+			snprintf(err, sizeof err, "all %d slots are busy; try again or another worker",
+			         cfg->slots);
 		cr_reply_error(&pk, req.id, worker, CR_E_BUSY, err);
 		break;
 	}

@@ -10,6 +10,17 @@
  * All slot state is guarded by one mutex (`mu`); runs themselves happen
  * outside it. Cancel looks a run up by id under the mutex and asks the
  * proxy to stop it, so it can never hit the slot's next job.
+ *
+ * Out of service: after each reply the slot thread cleans up (px_tidy:
+ * keeper reaped, cgroup reset, work dirs removed). When that fails —
+ * dirs the cleanup cannot remove would keep the slot's tmpfs and memory
+ * cgroup full and fail every later run there — the slot is taken out of
+ * service: it is handed no run, it says so in `info` (slot and error) and
+ * `ping` (a count, and health "degraded", or "unhealthy" when no slot is
+ * left), a warn line is logged, and its thread tries the cleanup again
+ * after RETRY_MIN_MS, then twice as long each time up to RETRY_MAX_MS,
+ * until it succeeds (an info line: back in service). A run handed to the
+ * slot just before its cleanup failed is answered `busy`.
  */
 #include "log.h"
 #include "clock.h"
@@ -20,6 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 60000
 
 struct pr_job {
 	cr_request req;
@@ -34,6 +48,10 @@ typedef struct slot {
 	px_slot *px;
 	pr_job *job; /* non-NULL while busy */
 	bool cancel;
+	bool out;          /* out of service: its cleanup failed */
+	char why[512];     /* that failure */
+	int64_t retry_at;  /* next try (cr_now_ms) */
+	int64_t retry_ms;  /* the wait before it */
 } slot;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -101,6 +119,16 @@ static void run_job(slot *s, pr_job *job, bool cancelled_early, msgpack_sbuffer 
 		log_run(id, CR_E_BAD_REQUEST, NULL, 0);
 		return;
 	}
+	pthread_mutex_lock(&mu);
+	bool out = s->out;
+	pthread_mutex_unlock(&mu);
+	if (out) {
+		cr_reply_error(&pk, id, worker, CR_E_BUSY,
+		               "this slot is out of service (its cleanup failed); try again or "
+		               "another worker");
+		log_run(id, CR_E_BUSY, NULL, 0);
+		return;
+	}
 	int rc = px_execute(s->px, &pj, &res, err, sizeof err);
 	pthread_mutex_lock(&mu);
 	bool cancelled = s->cancel || res.cancelled;
@@ -121,18 +149,60 @@ static void run_job(slot *s, pr_job *job, bool cancelled_early, msgpack_sbuffer 
 	px_result_free(&res);
 }
 
+/* What the last run left goes (px_tidy); a slot it fails on leaves
+ * service until a later try succeeds (the top comment). */
+static void tidy(slot *s)
+{
+	char err[600] = "", q[700];
+	int rc = px_tidy(s->px, err, sizeof err);
+	pthread_mutex_lock(&mu);
+	bool was = s->out;
+	s->out = rc < 0;
+	if (rc < 0) {
+		snprintf(s->why, sizeof s->why, "%s", err);
+		s->retry_ms = !was ? RETRY_MIN_MS
+		              : s->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : s->retry_ms * 2;
+		s->retry_at = cr_now_ms() + s->retry_ms;
+	}
+	pthread_mutex_unlock(&mu);
+	if (rc < 0 && !was)
+		cr_log("warn", "slot out of service", "slot=%d error=%s", s->index,
+		       cr_log_quote(q, sizeof q, err));
+	else if (rc == 0 && was)
+		cr_log("info", "slot back in service", "slot=%d", s->index);
+}
+
+/* Waits (mu held) for a job, or the stop; an out-of-service slot only
+ * until its next cleanup try. false: no job now. */
+static bool wait_job(slot *s)
+{
+	while (!s->job && !stopping) {
+		if (!s->out) {
+			pthread_cond_wait(&s->wake, &mu);
+			continue;
+		}
+		int64_t at = s->retry_at;
+		struct timespec ts = { (time_t)(at / 1000), (long)(at % 1000) * 1000000 };
+		if (pthread_cond_timedwait(&s->wake, &mu, &ts) != 0 && cr_now_ms() >= at)
+			return false;
+	}
+	return s->job != NULL;
+}
+
 static void *slot_main(void *arg)
 {
 	slot *s = arg;
 	for (;;) {
-		px_tidy(s->px);    /* what the last run left, now that its reply is out */
-		px_prepare(s->px); /* prewarm: the next sandbox, while idle (no-op if off) */
+		tidy(s); /* what the last run left, now that its reply is out */
+		if (!s->out) /* (written by this thread only) */
+			px_prepare(s->px); /* prewarm: the next sandbox, while idle (no-op if off) */
 		pthread_mutex_lock(&mu);
-		while (!s->job && !stopping)
-			pthread_cond_wait(&s->wake, &mu);
-		if (!s->job) {
+		if (!wait_job(s)) {
+			bool stop = stopping;
 			pthread_mutex_unlock(&mu);
-			return NULL;
+			if (stop)
+				return NULL;
+			continue; /* out of service: clean again */
 		}
 		pr_job *job = s->job;
 		bool early = s->cancel;
@@ -166,7 +236,11 @@ int pr_slots_start(const pr_config *c, const pr_runtime *r)
 	for (int i = 0; i < nslots; i++) {
 		slots[i].index = i;
 		slots[i].px = px_slot_at(i);
-		pthread_cond_init(&slots[i].wake, NULL);
+		pthread_condattr_t ca; /* timed waits on cr_now_ms's clock */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&slots[i].wake, &ca);
+		pthread_condattr_destroy(&ca);
 		if (pthread_create(&slots[i].thread, NULL, slot_main, &slots[i]))
 			return -1;
 	}
@@ -188,10 +262,10 @@ int pr_slots_submit(cr_request *req, pr_done_fn done, void *arg)
 	slot *free_slot = NULL;
 	/* prewarm: a free slot whose next sandbox is ready first */
 	for (int i = 0; i < nslots && !free_slot && !draining; i++)
-		if (!slots[i].job && px_slot_warm_ready(slots[i].px))
+		if (!slots[i].job && !slots[i].out && px_slot_warm_ready(slots[i].px))
 			free_slot = &slots[i];
 	for (int i = 0; i < nslots && !free_slot && !draining; i++)
-		if (!slots[i].job)
+		if (!slots[i].job && !slots[i].out)
 			free_slot = &slots[i];
 	if (!free_slot) {
 		pthread_mutex_unlock(&mu);
@@ -241,6 +315,32 @@ int pr_slots_busy(void)
 		n += slots[i].job != NULL;
 	pthread_mutex_unlock(&mu);
 	return n;
+}
+
+int pr_slots_out(void)
+{
+	int n = 0;
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < nslots; i++)
+		n += slots[i].out;
+	pthread_mutex_unlock(&mu);
+	return n;
+}
+
+void pr_slots_pack_out(msgpack_packer *pk)
+{
+	pthread_mutex_lock(&mu);
+	int n = 0;
+	for (int i = 0; i < nslots; i++)
+		n += slots[i].out;
+	msgpack_pack_array(pk, (size_t)n);
+	for (int i = 0; i < nslots; i++)
+		if (slots[i].out) {
+			msgpack_pack_map(pk, 2);
+			cr_pack_kint(pk, "slot", i);
+			cr_pack_kstr(pk, "error", slots[i].why);
+		}
+	pthread_mutex_unlock(&mu);
 }
 
 void pr_slots_set_draining(bool on)

@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 
 #define PX_PATH 512
+#define PX_DIRTY 8 /* dirs a slot keeps to remove later (px_slot) */
 
 /* ---- proxy.c ------------------------------------------------------------ */
 
@@ -221,6 +222,12 @@ struct px_slot {
 		px_cgroup cg;
 		char wd[PX_PATH], tmp[PX_PATH + 8];
 	} tidy;
+	/* Dirs of past runs whose removal failed (px_remove_dirs), tried
+	 * again by every px_tidy; while one is left the slot is not clean and
+	 * runs nothing. dirty_err: the last failure. Slot thread only. */
+	char dirty[PX_DIRTY][PX_PATH + 8];
+	int ndirty;
+	char dirty_err[512];
 };
 
 bool px_slot_cancelled(px_slot *s);
@@ -239,9 +246,11 @@ void px_env_free(px_env *e);
  * tmp: PX_PATH + 8. */
 int px_make_dirs(px_slot *slot, const cr_file *files, size_t nfiles, char *wd, char *tmp,
                  char *err, size_t errlen);
-/* Removes both; a failure is logged, and set in err/rc when *rc was 0. */
-void px_remove_dirs(int slot, const char *wd, const char *tmp, char *err, size_t errlen,
-                    int *rc);
+/* Removes both ("" and "/tmp" are skipped). One that cannot be removed
+ * is logged and kept in the slot's dirty list, which px_tidy tries again
+ * and which keeps the slot from running anything until it is empty; -1
+ * then. */
+int px_remove_dirs(px_slot *s, const char *wd, const char *tmp);
 
 /* ---- warm.c ---------------------------------------------------------------- */
 

@@ -11,7 +11,10 @@
  * the request's files and a private TMPDIR next to it ("....tmp"), both
  * owned by the slot uid; `compile.sh <entry>` first when the runtime has
  * one, and `runtime.sh <entry> [args...]` when that ended `ok`; both dirs
- * removed at the end, whatever happened.
+ * removed after the reply (px_tidy), whatever happened. A dir that cannot
+ * be removed stays on the slot's dirty list, tried again by every
+ * px_tidy; until the list is empty px_execute refuses the slot (the
+ * processor takes it out of service, processor/slots.c).
  *
  * Environment of both stages, later lines overriding earlier ones:
  *   PATH=/usr/local/bin:/usr/bin:/bin  LANG=C.UTF-8
@@ -358,7 +361,7 @@ void px_fini(void)
 {
 	px_zygote_fini();
 	for (int i = 0; i < px_w.nslots; i++) {
-		px_tidy(&px_w.slots[i]);
+		px_tidy(&px_w.slots[i], NULL, 0);
 		px_warm_discard(&px_w.slots[i]);
 	}
 	px_forker_stop();
@@ -494,22 +497,50 @@ int px_make_dirs(px_slot *slot, const cr_file *files, size_t nfiles, char *wd, c
 	return 0;
 }
 
-void px_remove_dirs(int slot, const char *wd, const char *tmp, char *err, size_t errlen,
-                    int *rc)
+/* A dir that could not be removed stays the slot's, to try again. */
+static void keep_dirty(px_slot *s, const char *d, const char *why)
+{
+	int i = 0;
+	while (i < s->ndirty && strcmp(s->dirty[i], d))
+		i++;
+	if (i == s->ndirty) {
+		char q[600];
+		cr_log("error", "work dir removal failed", "slot=%d error=%s", s->index,
+		       cr_log_quote(q, sizeof q, why));
+		if (s->ndirty < PX_DIRTY)
+			snprintf(s->dirty[s->ndirty++], sizeof s->dirty[0], "%s", d);
+	}
+	snprintf(s->dirty_err, sizeof s->dirty_err, "%s", why);
+}
+
+int px_remove_dirs(px_slot *s, const char *wd, const char *tmp)
 {
 	char rerr[512];
+	int rc = 0;
 	for (int i = 0; i < 2; i++) {
 		const char *d = i ? tmp : wd;
 		if (d[0] && strcmp(d, "/tmp") && px_rmtree(d, rerr, sizeof rerr) < 0) {
-			char q[600];
-			cr_log("error", "work dir removal failed", "slot=%d error=%s", slot,
-			       cr_log_quote(q, sizeof q, rerr));
-			if (rc && *rc == 0) {
-				snprintf(err, errlen, "%s", rerr);
-				*rc = -1;
-			}
+			keep_dirty(s, d, rerr);
+			rc = -1;
 		}
 	}
+	return rc;
+}
+
+/* Tries the dirs left by failed removals again; those that stay, stay. */
+static void retry_dirty(px_slot *s)
+{
+	char rerr[512];
+	int n = 0;
+	for (int i = 0; i < s->ndirty; i++) {
+		if (px_rmtree(s->dirty[i], rerr, sizeof rerr) == 0)
+			continue;
+		snprintf(s->dirty_err, sizeof s->dirty_err, "%s", rerr);
+		if (n != i)
+			memcpy(s->dirty[n], s->dirty[i], sizeof s->dirty[0]);
+		n++;
+	}
+	s->ndirty = n;
 }
 
 /* A zygote run of the run stage: its spec memfd (zygote.c). */
@@ -591,7 +622,8 @@ int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size
 		snprintf(err, errlen, "px_execute: no slot, or a request without files");
 		return -1;
 	}
-	px_tidy(slot);
+	if (px_tidy(slot, err, errlen) < 0)
+		return -1; /* never a run in a slot that is not clean */
 	slot_begin(slot);
 	inv v = { .slot = slot, .job = job };
 	/* a prewarmed sandbox when the slot has one; else (or when it died
@@ -610,14 +642,21 @@ int px_execute(px_slot *slot, const px_job *job, px_result *res, char *err, size
 	return rc;
 }
 
-void px_tidy(px_slot *slot)
+int px_tidy(px_slot *slot, char *err, size_t errlen)
 {
 	if (!slot)
-		return;
-	px_slot_tidy(slot);
-	/* a failure is logged: the run it belonged to has had its reply */
-	px_remove_dirs(slot->index, slot->tidy.wd, slot->tidy.tmp, NULL, 0, NULL);
+		return 0;
+	px_slot_tidy(slot); /* the keeper reaped: nothing of the runs is alive */
+	if (slot->ndirty)
+		retry_dirty(slot);
+	px_remove_dirs(slot, slot->tidy.wd, slot->tidy.tmp);
 	slot->tidy.wd[0] = slot->tidy.tmp[0] = '\0';
+	if (!slot->ndirty)
+		return 0;
+	if (err)
+		snprintf(err, errlen, "the slot's last work dirs are not removed (%d left): %s",
+		         slot->ndirty, slot->dirty_err);
+	return -1;
 }
 
 void px_result_free(px_result *res)

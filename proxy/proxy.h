@@ -112,8 +112,12 @@ void px_cancel(px_slot *slot);
  * the namespaces down as it exits), empties its cgroup, removes its work
  * dir. px_execute leaves that for after the reply; the slot's thread
  * calls this once the reply is out (px_execute and px_prepare call it
- * too, first). Not concurrently with px_execute on the same slot. */
-void px_tidy(px_slot *slot);
+ * too, first). Not concurrently with px_execute on the same slot.
+ * 0 when the slot is clean; -1 with err (may be NULL) when dirs of its
+ * runs could not be removed: they are kept and tried again by the next
+ * call, and until one succeeds px_execute refuses to run on the slot
+ * (the processor takes it out of service) and px_prepare does nothing. */
+int px_tidy(px_slot *slot, char *err, size_t errlen);
 
 /* When prewarm is on: starts the slot's next sandbox if it has none (the
  * slot's thread calls it when idle, e.g. right after a reply left). Not

@@ -91,16 +91,15 @@ void px_prepare(px_slot *s)
 {
 	if (!s)
 		return;
-	px_tidy(s);
 	px_warm *w = &s->warm;
-	if (!px_w.prewarm || w->present || w->failures >= MAX_FAILURES)
+	if (px_tidy(s, NULL, 0) < 0 || !px_w.prewarm || w->present || w->failures >= MAX_FAILURES)
 		return;
 	char err[512], exe[PX_PATH + 16];
 	px_launch *l = calloc(1, sizeof *l);
 	if (!l)
 		return;
 	if (px_make_dirs(s, NULL, 0, w->wd, w->tmp, err, sizeof err) < 0) {
-		px_remove_dirs(s->index, w->wd, w->tmp, NULL, 0, NULL);
+		px_remove_dirs(s, w->wd, w->tmp);
 		free(l);
 		warm_failed(s, "prewarm: work dir", err);
 		return;
@@ -128,7 +127,7 @@ void px_prepare(px_slot *s)
 	}
 	px_env_free(&env);
 	if (rc < 0) {
-		px_remove_dirs(s->index, w->wd, w->tmp, NULL, 0, NULL);
+		px_remove_dirs(s, w->wd, w->tmp);
 		free(l);
 		warm_failed(s, "prewarm: launch", err);
 		return;
@@ -175,7 +174,7 @@ void px_warm_discard(px_slot *s)
 		return;
 	px_stage_abandon(l);
 	free(l);
-	px_remove_dirs(s->index, s->warm.wd, s->warm.tmp, NULL, 0, NULL);
+	px_remove_dirs(s, s->warm.wd, s->warm.tmp);
 }
 
 /* ---- hand over ------------------------------------------------------------ */
@@ -432,7 +431,7 @@ int px_warm_run(px_slot *s, const px_job *job, px_result *res, char *wd, char *t
 	}
 	px_stage_abandon(l);
 	free(l);
-	px_remove_dirs(s->index, wd, tmp, NULL, 0, NULL);
+	px_remove_dirs(s, wd, tmp);
 	wd[0] = tmp[0] = '\0';
 	warm_failed(s, "prewarmed sandbox unusable; running cold", why);
 	return PX_WARM_NONE;

@@ -8,15 +8,16 @@
  * file and as a folder, is an error rather than a silent overwrite.
  * Ownership goes to the slot uid with fchown on the open fd.
  *
- * Removal must work whatever the user's code did: files and folders made
- * read-only (we are their owner or root: we chmod a folder back before
- * emptying it), fifos and sockets (never opened, only unlinked), and
- * trees deeper than we could hold fds for: past MAX_DEPTH a folder is
- * renamed up to the top of the tree and emptied later from there, so the
- * walk never holds more than MAX_DEPTH fds. (common's cr_rmtree holds an
- * fd per level and stops at depth 256, which user code can exceed.)
+ * Removal must work whatever the user's code did to the tree, and runs
+ * only once every process of the run is dead (px_tidy, after the keeper
+ * is reaped): common's cr_rmtree, a walk that holds one fd at any depth,
+ * renames and creates nothing (no name of ours the code could take
+ * first), follows no symlink, chmods back folders made unreadable and
+ * never leaves the tree's file system (fsutil.c says how). When it
+ * fails, the slot leaves service until a retry succeeds (px_tidy).
  */
 #include "internal.h"
+#include "fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,8 +27,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define MAX_DEPTH 32
 
 static int own(int fd, int uid, int gid)
 {
@@ -146,111 +145,10 @@ int px_workdir_put(const char *dir, const cr_file *files, size_t nfiles,
 
 /* ---- removal -------------------------------------------------------------- */
 
-typedef struct rm_ctx {
-	int topfd;       /* the tree's top folder, where deep folders go */
-	unsigned long moved;
-	int failures;
-	int first_errno;
-} rm_ctx;
-
-static void rm_fail(rm_ctx *c, int e)
-{
-	if (!c->failures++)
-		c->first_errno = e;
-}
-
-static void empty_dir(rm_ctx *c, int dirfd, int depth);
-
-/* Removes entry name of dirfd, whatever it is. */
-static void rm_entry(rm_ctx *c, int dirfd, const char *name, int depth)
-{
-	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
-		return;
-	if (errno != EISDIR && errno != EPERM) {
-		rm_fail(c, errno);
-		return;
-	}
-	if (depth >= MAX_DEPTH) {
-		/* Too deep to hold another fd: move it to the top, empty it later. */
-		char to[64];
-		snprintf(to, sizeof to, ".px-deep-%lu", c->moved++);
-		if (renameat(dirfd, name, c->topfd, to) < 0)
-			rm_fail(c, errno);
-		return;
-	}
-	/* A folder the user made unreadable or read-only: we own it (or are
-	 * root), so give it back its permissions first. */
-	fchmodat(dirfd, name, 0700, AT_SYMLINK_NOFOLLOW);
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		rm_fail(c, errno);
-		return;
-	}
-	empty_dir(c, fd, depth + 1);
-	close(fd);
-	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		rm_fail(c, errno);
-}
-
-static void empty_dir(rm_ctx *c, int dirfd, int depth)
-{
-	/* Read names in batches and rewind: removing while reading is fine
-	 * for getdents, but renames (deep folders) may add entries to top. */
-	for (int pass = 0; pass < 1000; pass++) {
-		int fd = dup(dirfd);
-		if (fd < 0) {
-			rm_fail(c, errno);
-			return;
-		}
-		DIR *d = fdopendir(fd);
-		if (!d) {
-			rm_fail(c, errno);
-			close(fd);
-			return;
-		}
-		rewinddir(d);
-		int seen = 0;
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			seen++;
-			rm_entry(c, dirfd, e->d_name, depth);
-		}
-		closedir(d);
-		if (!seen || c->failures)
-			return;
-	}
-}
-
 int px_rmtree(const char *path, char *err, size_t errlen)
 {
-	struct stat st;
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		if (unlink(path) == 0)
-			return 0;
-		snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
-		return -1;
-	}
-	chmod(path, 0700);
-	rm_ctx c = { .topfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) };
-	if (c.topfd < 0) {
-		snprintf(err, errlen, "cannot open %s to remove it: %s", path, strerror(errno));
-		return -1;
-	}
-	empty_dir(&c, c.topfd, 0);
-	close(c.topfd);
-	if (!c.failures && rmdir(path) < 0)
-		rm_fail(&c, errno);
-	if (!c.failures)
+	if (cr_rmtree(path) == 0)
 		return 0;
-	snprintf(err, errlen, "cannot remove %s: %s (%d failures)", path,
-	         strerror(c.first_errno), c.failures);
+	snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
 	return -1;
 }

@@ -502,3 +502,103 @@ def test_bad_flags_fail_clearly(tmp_path):
     for flag in ("--listen", "--slots", "--limits", "--max-limits", "--notify-fd", "--drain-ms",
                  "CORRAL_LISTEN"):
         assert flag in p.stdout
+
+
+def _slot_work_dirs(w):
+    root = "/tmp/corral.%d/work" % w.proc.pid
+    for slot in os.listdir(root):
+        for d in os.listdir(os.path.join(root, slot)):
+            yield os.path.join(root, slot, d)
+
+
+def _poison_a_slot(w):
+    """Runs a program that makes folder m in its work dir and waits; mounts
+    a tmpfs on m from the host (a mount point the cleanup must neither
+    enter nor remove), lets the run end: the mount point and the slot the
+    run was on."""
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=w.run(
+        {"main.sh": "mkdir m; while [ ! -e go ]; do sleep 0.05; done; echo done"},
+        id="stuck", limits={"wall_ms": 20000})))
+    t.start()
+    m = None
+    deadline = time.time() + 10
+    while m is None and time.time() < deadline:
+        m = next((d + "/m" for d in _slot_work_dirs(w) if os.path.isdir(d + "/m")), None)
+        time.sleep(0.05)
+    assert m, "the run's work dir never showed up"
+    assert os.system("mount -t tmpfs -o size=64k corral-test %s" % m) == 0
+    try:
+        open(os.path.join(os.path.dirname(m), "go"), "w").close()
+        t.join(30)
+        assert box["r"]["ok"] is True and box["r"]["run"]["stdout"] == b"done\n", box
+        deadline = time.time() + 10
+        while w.call({"v": 1, "op": "ping"})["out_of_service"] == 0 and time.time() < deadline:
+            time.sleep(0.05)
+    except BaseException:
+        os.system("umount -l %s" % m)
+        raise
+    return m, int(box["r"]["worker"].rsplit("/", 1)[1])
+
+
+def _back_in_service(w, bad):
+    deadline = time.time() + 15
+    while w.call({"v": 1, "op": "ping"})["out_of_service"] and time.time() < deadline:
+        time.sleep(0.1)
+    p = w.call({"v": 1, "op": "ping"})
+    assert p["out_of_service"] == 0 and p["health"] == "ok", p
+    assert w.call({"v": 1, "op": "info"})["out_of_service"] == []
+    assert 'msg="slot back in service" slot=%d' % bad in w.log()
+    assert list(_slot_work_dirs(w)) == []
+    for k in range(4):
+        r = w.run({"main.sh": "echo ok"}, id="back-%d" % k)
+        assert r["ok"] is True and r["run"]["stdout"] == b"ok\n", r
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount inside a work dir")
+def test_slot_that_cannot_be_cleaned_leaves_service(worker_factory):
+    """A slot whose work dir cannot be removed goes out of service (info,
+    ping, a warn line), runs go to the other slot; once the cause is gone
+    the slot's retry cleans it and it serves again."""
+    w = worker_factory("bash", slots=2)
+    m, bad = _poison_a_slot(w)
+    try:
+        p = w.call({"v": 1, "op": "ping"})
+        assert p["ok"] is True and p["out_of_service"] == 1 and p["health"] == "degraded", p
+        i = w.call({"v": 1, "op": "info"})
+        assert [o["slot"] for o in i["out_of_service"]] == [bad], i
+        assert "Device or resource busy" in i["out_of_service"][0]["error"], i
+        assert [l for l in w.log().splitlines() if "level=warn" in l and
+                'msg="slot out of service" slot=%d error=' % bad in l], w.log()
+        # every run goes to the other slot, and succeeds
+        for k in range(4):
+            r = w.run({"main.sh": "ls -A; echo ok"}, id="after-%d" % k)
+            assert r["ok"] is True and r["run"]["stdout"] == b"main.sh\nok\n", r
+            assert r["worker"].endswith("/%d" % (1 - bad)), r
+        # with the one usable slot taken, the next run is refused as busy, saying why
+        hold = threading.Thread(target=lambda: w.run({"main.sh": "sleep 2"}, id="hold"))
+        hold.start()
+        while w.call({"v": 1, "op": "ping"})["busy"] == 0:
+            time.sleep(0.02)
+        r = w.run({"main.sh": "echo no"}, id="refused")
+        hold.join()
+        assert r["ok"] is False and r["error"]["code"] == "busy", r
+        assert "out of service" in r["error"]["message"], r
+    finally:
+        os.system("umount -l %s" % m)
+    _back_in_service(w, bad)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount inside a work dir")
+def test_no_slot_left_is_unhealthy(worker_factory):
+    w = worker_factory("bash", slots=1)
+    m, bad = _poison_a_slot(w)
+    try:
+        p = w.call({"v": 1, "op": "ping"})
+        assert p["out_of_service"] == 1 and p["health"] == "unhealthy", p
+        r = w.run({"main.sh": "echo no"}, id="refused")
+        assert r["ok"] is False and r["error"]["code"] == "busy", r
+        assert "1 of 1 are out of service" in r["error"]["message"], r
+    finally:
+        os.system("umount -l %s" % m)
+    _back_in_service(w, bad)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,7 +92,7 @@ static int run(call *c, px_result *res, char *err, size_t errlen)
 		job.run_limits = job.compile_limits = def_limits();
 	px_slot *s = px_slot_at(c->slot);
 	int rc = px_execute(s, &job, res, err, errlen);
-	px_tidy(s); /* as the slot's thread does once the reply is out */
+	px_tidy(s, NULL, 0); /* as the slot's thread does once the reply is out */
 	return rc;
 }
 
@@ -516,8 +517,90 @@ static void test_tidy_after_reply(void)
 	CHECK_EQ_INT(px_execute(s, &job, &r, err, sizeof err), 0); /* tidies the first */
 	px_result_free(&r);
 	CHECK(work_left() > 0);
-	px_tidy(s);
+	CHECK_EQ_INT(px_tidy(s, err, sizeof err), 0);
 	CHECK_EQ_INT(work_left(), 0);
+}
+
+/* A tree shaped against the cleanup, made here as the code of a run
+ * could: 100000 folders deep (more than any fd-per-level walk or
+ * recursion holds), mode-000 and read-only folders, symlinks out of the
+ * tree, a fifo, names with a newline and every name the old cleanup
+ * renamed deep folders to (".px-deep-<n>") taken. px_rmtree removes it
+ * all and touches nothing outside. */
+static void test_rmtree_hostile(void)
+{
+	char top[400], out[400], err[512];
+	snprintf(top, sizeof top, "%s/hostile", tmp_root);
+	snprintf(out, sizeof out, "%s/outside", tmp_root);
+	CHECK_EQ_INT(mkdir(out, 0700), 0);
+	put(out, "keep", "x", 0600);
+	CHECK_EQ_INT(mkdir(top, 0700), 0);
+	int fd = open(top, O_RDONLY | O_DIRECTORY);
+	for (int i = 0; i < 300; i++) {
+		char n[32];
+		snprintf(n, sizeof n, ".px-deep-%d", i);
+		CHECK(i % 2 ? symlinkat(out, fd, n) == 0 : mkdirat(fd, n, 0) == 0);
+	}
+	CHECK_EQ_INT(symlinkat(out, fd, "out"), 0);
+	CHECK_EQ_INT(mkfifoat(fd, "fifo\nname", 0600), 0);
+	CHECK_EQ_INT(mkdirat(fd, "ro", 0700), 0);
+	CHECK_EQ_INT(mkdirat(fd, "ro/locked", 0700), 0);
+	CHECK_EQ_INT(symlinkat("/", fd, "ro/locked/root"), 0);
+	CHECK_EQ_INT(fchmodat(fd, "ro/locked", 0, 0), 0);
+	CHECK_EQ_INT(fchmodat(fd, "ro", 0500, 0), 0);
+	for (int i = 0; i < 100000 && fd >= 0; i++) {
+		int sub = mkdirat(fd, "d", 0700) == 0 ? openat(fd, "d", O_RDONLY | O_DIRECTORY) : -1;
+		close(fd);
+		fd = sub;
+	}
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		CHECK_EQ_INT(symlinkat(out, fd, "out"), 0);
+		CHECK_EQ_INT(mkdirat(fd, "locked", 0), 0);
+		close(fd);
+	}
+	CHECK_EQ_INT(px_rmtree(top, err, sizeof err), 0);
+	struct stat st;
+	CHECK(lstat(top, &st) < 0 && errno == ENOENT);
+	char keep[450];
+	snprintf(keep, sizeof keep, "%s/keep", out);
+	CHECK_EQ_INT(stat(keep, &st), 0);
+}
+
+/* A slot whose work dir cannot be removed (here a mount point inside it,
+ * which the cleanup never enters nor unmounts) is not clean: px_tidy says
+ * why and keeps the dir, px_execute refuses the slot, and once the cause
+ * is gone the next px_tidy removes it and the slot runs again. */
+static void test_unclean_slot(void)
+{
+	if (geteuid() != 0) {
+		printf("  (not root: cannot mount in a work dir; failure path not checked)\n");
+		return;
+	}
+	cr_file f = { .name = "main.sh", .data = "mkdir m; pwd", .len = 12 };
+	cr_request req = { .op = CR_OP_RUN, .files = &f, .nfiles = 1, .entry = "main.sh" };
+	px_job job = { .req = &req, .run_limits = def_limits(), .compile_limits = def_limits() };
+	px_result r;
+	char err[512] = "", m[600];
+	px_slot *s = px_slot_at(1);
+	CHECK_EQ_INT(px_execute(s, &job, &r, err, sizeof err), 0);
+	CHECK(r.run.out_len > 1 && r.run.out_len < 500);
+	snprintf(m, sizeof m, "%.*s/m", (int)r.run.out_len - 1, r.run.out);
+	px_result_free(&r);
+	CHECK_EQ_INT(mount("tmpfs", m, "tmpfs", 0, "size=64k"), 0);
+	CHECK_EQ_INT(px_tidy(s, err, sizeof err), -1);
+	CHECK(strstr(err, "not removed") && strstr(err, strerror(EBUSY)));
+	CHECK(work_left() > 0);
+	err[0] = '\0';
+	CHECK_EQ_INT(px_execute(s, &job, &r, err, sizeof err), -1);
+	CHECK(strstr(err, "not removed") != NULL);
+	px_result_free(&r);
+	CHECK_EQ_INT(umount2(m, MNT_DETACH), 0);
+	CHECK_EQ_INT(px_tidy(s, err, sizeof err), 0);
+	CHECK_EQ_INT(work_left(), 0);
+	CHECK_EQ_INT(px_execute(s, &job, &r, err, sizeof err), 0);
+	px_result_free(&r);
+	CHECK_EQ_INT(px_tidy(s, err, sizeof err), 0);
 }
 
 static void test_workdir(void)
@@ -742,6 +825,8 @@ int main(void)
 	RUN(test_cancel);
 	RUN(test_workdir);
 	RUN(test_tidy_after_reply);
+	RUN(test_rmtree_hostile);
+	RUN(test_unclean_slot);
 	RUN(test_concurrent_slots);
 	px_fini();
 	if (init(rtc_dir, true) < 0)
