@@ -102,6 +102,19 @@ class Worker:
         return self.proc.returncode
 
 
+def median_cpu_ms(workers, files, n=5):
+    """Side by side: the median cpu_ms charged to n runs of files on each
+    of workers (interleaved, so that the machine's load falls on all
+    alike). What a test compares, never a figure it asserts alone."""
+    got = [[] for _ in workers]
+    for _ in range(n):
+        for i, w in enumerate(workers):
+            r = w.run(files)
+            assert r["ok"] and r["run"]["status"] == "ok", r
+            got[i].append(r["run"]["cpu_ms"])
+    return [sorted(g)[n // 2] for g in got]
+
+
 @pytest.fixture
 def worker_factory(tmp_path):
     workers = []

@@ -273,19 +273,31 @@ def test_no_network(rt, zworker):
 
 @pytest.mark.parametrize("rt", ZYGOTE)
 def test_limits_and_usage_are_the_runs(rt, zworker):
-    """Memory, CPU and output limits hold; the interpreter start, paid once
-    by the server, is not charged to the run."""
+    """Memory, CPU and output limits hold."""
     w = zworker(rt)
     r = w.run(prog(rt, "hog"), limits={"memory_bytes": 64 << 20})
     assert r["ok"] and r["run"]["status"] == "memory", r["run"]
-    r = w.run(prog(rt, "spin"), limits={"cpu_ms": 300, "wall_ms": 5000})
+    r = w.run(prog(rt, "spin"), limits={"cpu_ms": 300, "wall_ms": 30000})
     assert r["ok"] and r["run"]["status"] == "timeout", r["run"]
-    assert r["run"]["wall_ms"] < 4000, r["run"]
+    # the CPU limit ended it, not the wall limit
+    assert r["run"]["cpu_ms"] >= 250 and r["run"]["wall_ms"] < 30000, r["run"]
     r = w.run(prog(rt, "flood"), limits={"output_bytes": 1000})
     assert r["ok"] and r["run"]["status"] == "output", r["run"]
     r = w.run(prog(rt, "ok"))
     assert r["ok"] and r["run"]["status"] == "ok" and r["run"]["stdout"] == b"OK\n", r
-    assert r["run"]["cpu_ms"] < 15, "the interpreter start was charged: %r" % r["run"]
+    assert used_zygote(w), w.log()
+
+
+@pytest.mark.parametrize("rt", ZYGOTE)
+def test_interpreter_start_is_not_charged(rt, zworker, module_workers):
+    """The interpreter start, paid once by the server, is not charged to
+    the run: side by side with a cold worker of the same runtime, a
+    one-line program's run costs well under half the CPU (a cold run of
+    it is mostly the interpreter's start and end)."""
+    from conftest import median_cpu_ms
+    w = zworker(rt)
+    zy, cold = median_cpu_ms([w, module_workers(rt, slots=2)], prog(rt, "ok"))
+    assert zy * 2 < cold, "zygote %d ms, cold %d ms: the interpreter start was charged" % (zy, cold)
     assert used_zygote(w), w.log()
 
 
