@@ -46,6 +46,12 @@
 // fds, poll on raw fds, wait4 with rusage): they are libc's, through FFI
 // (enabled for the CLI by Debian's php8.2-common, ffi.enable=preload).
 // Every fd is a plain number; errno is read right after the call.
+//
+// Once the server has started, it installs warm.php's quick end
+// (Corral\Warm\quick_end) that every child inherits: a child leaves with
+// _exit(status) once its program has ended as php ends a script, without
+// the freeing of the whole interpreter, which in a forked child copies
+// most of the server's heap (warm.php's top says why and how).
 namespace Corral\Zygote;
 
 require __DIR__ . '/warm.php';
@@ -639,6 +645,7 @@ function main(): string
             // each child drops it then
         }
     }
+    \Corral\Warm\quick_end(); // for every child (and the server's own end)
     write(3, 'ready');
     try {
         (new Server(3, $dropped))->serve();
