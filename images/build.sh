@@ -57,11 +57,15 @@ runtime() {
 		--build-arg "BASE=corral/onbuild:$CORRAL_TAG"
 }
 
-# Runtimes that can be built: a Dockerfile and a runtime.sh.
+# Runtimes that can be built: a Dockerfile and a runtime.sh; only those
+# named in CORRAL_IMAGE_RUNTIMES when it is set (CI builds one).
 runtimes() {
 	for d in runtimes/*/; do
 		d=${d%/}
-		[ -f "$d/Dockerfile" ] && [ -f "$d/runtime.sh" ] && echo "${d#runtimes/}"
+		[ -f "$d/Dockerfile" ] && [ -f "$d/runtime.sh" ] || continue
+		case " ${CORRAL_IMAGE_RUNTIMES:-${d#runtimes/}} " in
+		*" ${d#runtimes/} "*) echo "${d#runtimes/}" ;;
+		esac
 	done
 	return 0
 }
