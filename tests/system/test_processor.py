@@ -505,7 +505,10 @@ def test_bad_flags_fail_clearly(tmp_path):
 
 
 def _slot_work_dirs(w):
-    root = "/tmp/corral.%d/work" % w.proc.pid
+    import glob
+    # the worker's default state dir: made by mkdtemp, corral.<pid>.XXXXXX
+    (state,) = glob.glob("%s/corral.%d.*" % (os.environ.get("TMPDIR", "/tmp"), w.proc.pid))
+    root = os.path.join(state, "work")
     for slot in os.listdir(root):
         for d in os.listdir(os.path.join(root, slot)):
             yield os.path.join(root, slot, d)
