@@ -54,6 +54,10 @@
  * another netlink protocol EPROTONOSUPPORT. These compare all 64 bits: a
  * domain or protocol with upper bits set is refused (libc never passes
  * one), so the int the kernel reads cannot differ from what was checked.
+ * Without a memory cgroup the filter also refuses shared anonymous
+ * memory, which nothing else would count (deny_shared_memory), and the
+ * root's /dev/zero is the host's /dev/full. At init the probe also finds
+ * whether RLIMIT_NPROC counts per user namespace (px_sandbox_nproc).
  * Everything after fork here is async-signal-safe: all strings and the
  * BPF program are prepared at px_init.
  *
