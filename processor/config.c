@@ -16,7 +16,7 @@
 
 enum { O_LISTEN, O_RUNTIME, O_STATE, O_SLOTS, O_UID, O_NOTIFY, O_DRAIN, O_NAME,
        O_MAXMSG, O_LIM, O_MAXLIM, O_CLIM, O_MAXCLIM, O_MAXFILES, O_MAXFILE,
-       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_IPCMODE, O_ZYGOTE, O_SECRET, O_N };
+       O_MAXTOTAL, O_ISO, O_MINISO, O_TMP, O_WORKDIR, O_VERSION, O_PREWARM, O_IPCMODE, O_ZYGOTE, O_SECRET, O_UNENF, O_N };
 
 static const struct opt {
 	const char *flag, *env, *arg, *help;
@@ -87,6 +87,11 @@ static const struct opt {
 	               "nonce (docs/protocol.md, \"Authentication\"); others get `unauthorized` "
 	               "and nothing runs. Give the gateway and the corral CLI the same file "
 	               "[none: requests are not authenticated]" },
+	[O_UNENF] = { "--unenforced-limits", "CORRAL_UNENFORCED_LIMITS", "LIST",
+	              "limits the operator accepts unenforced where this worker cannot "
+	              "enforce them (memory, pids, or memory,pids; docs/isolation.md, \"What "
+	              "each limit means\"): without, runs that set such a limit are refused "
+	              "with `bad_request` [none]" },
 	[O_IPCMODE] = { "--ipc-permissions", "CORRAL_IPC_PERMISSIONS", "MODE",
 	                "octal file mode of ipc:// sockets, e.g. 0660 so that a non-root "
 	                "gateway in the socket's group can connect [nng's default]" },
@@ -148,6 +153,25 @@ static int add_listen(pr_config *c, const char *v)
 	if (strncmp(v, "tcp://", 6) && strncmp(v, "ipc://", 6))
 		return bad(O_LISTEN, v, "expected tcp://HOST:PORT or ipc:///PATH");
 	c->listen[c->nlisten++] = v;
+	return 0;
+}
+
+/* "memory", "pids", "memory,pids" (or empty: none). */
+static int parse_unenforced(pr_config *c, int o, const char *v)
+{
+	char buf[64], *save = NULL;
+	if (strlen(v) >= sizeof buf)
+		return bad(o, v, "expected memory, pids or memory,pids");
+	snprintf(buf, sizeof buf, "%s", v);
+	c->unenforced_memory = c->unenforced_pids = false;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(t, "memory"))
+			c->unenforced_memory = true;
+		else if (!strcmp(t, "pids"))
+			c->unenforced_pids = true;
+		else
+			return bad(o, v, "expected memory, pids or memory,pids");
+	}
 	return 0;
 }
 
@@ -213,6 +237,7 @@ static int apply(pr_config *c, int o, const char *v)
 		if (strcmp(v, "on") && strcmp(v, "off"))
 			return bad(o, v, "expected on or off");
 		c->prewarm = strcmp(v, "on") == 0; return 0;
+	case O_UNENF: return parse_unenforced(c, o, v);
 	case O_ZYGOTE:
 		if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto"))
 			return bad(o, v, "expected on, off or auto");

@@ -207,6 +207,8 @@ static int start(pr_config *cfg, pr_runtime *rt)
 		.prewarm = cfg->prewarm,
 		.zygote = cfg->zygote,
 		.zygote_auto = cfg->zygote_auto,
+		.unenforced_memory = cfg->unenforced_memory,
+		.unenforced_pids = cfg->unenforced_pids,
 		.warm_limits = cfg->run_max,
 	};
 	if (px_init(&pc, err, sizeof err)) {

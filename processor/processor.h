@@ -45,6 +45,8 @@ typedef struct pr_config {
 	bool prewarm;                /* --prewarm on */
 	bool zygote;                 /* --zygote on (or auto) */
 	bool zygote_auto;            /* --zygote auto: on where the runtime and level allow */
+	bool unenforced_memory;      /* --unenforced-limits: accepted unenforced */
+	bool unenforced_pids;
 	const char *secret_file;     /* --secret-file */
 	cr_auth *auth;               /* its secret; NULL: requests are not authenticated */
 } pr_config;

@@ -119,6 +119,13 @@ static void run_job(slot *s, pr_job *job, bool cancelled_early, msgpack_sbuffer 
 		log_run(id, CR_E_BAD_REQUEST, NULL, 0);
 		return;
 	}
+	if (px_limits_check(&pj.run_limits, "limits", err, sizeof err) ||
+	    (rt->compiled && px_limits_check(&pj.compile_limits, "compile_limits", err,
+	                                          sizeof err))) {
+		cr_reply_error(&pk, id, worker, CR_E_BAD_REQUEST, err); /* 400: no worker would run it */
+		log_run(id, CR_E_BAD_REQUEST, NULL, 0);
+		return;
+	}
 	pthread_mutex_lock(&mu);
 	bool out = s->out;
 	pthread_mutex_unlock(&mu);

@@ -188,7 +188,7 @@ typedef struct px_world {
 	px_config cfg;
 	char runtime_dir[PX_PATH];
 	char work_root[PX_PATH];
-	char isolation[256];
+	char isolation[512];
 	bool root;       /* euid 0 */
 	bool uid_drop;   /* stages run as uid_base + slot */
 	bool made_work_root;

@@ -276,6 +276,76 @@ static int parse_levels(const px_config *cfg, int *want, int *min, char *err, si
 	return 0;
 }
 
+/* ---- limits ------------------------------------------------------------ */
+
+/* Why memory_bytes cannot be enforced at the level in force; NULL when it
+ * is: a memory cgroup counts everything; without one, the namespace
+ * levels count private memory with RLIMIT_DATA (+ stack) and keep shared
+ * memory in size-capped tmpfs (sandbox.c, deny_shared_memory). */
+static const char *memory_gap(void)
+{
+	if (px_cg_has_memory() || px_sandbox_level() >= PX_LEVEL_NAMESPACES)
+		return NULL;
+	return "no memory cgroup, and without a mount namespace shared memory in the "
+	       "host's /dev/shm and /tmp (and through /dev/zero) is counted by nothing";
+}
+
+static const char *pids_gap(void)
+{
+	if (px_cg_has_pids() || px_w.uid_drop || px_sandbox_nproc())
+		return NULL;
+	if (px_sandbox_level() >= PX_LEVEL_NAMESPACES)
+		return "no pids cgroup, and this kernel's RLIMIT_NPROC counts every process of "
+		       "our uid, not the run's user namespace (Linux 5.14+)";
+	return "no pids cgroup, no slot uid (not root) and no user namespace: RLIMIT_NPROC "
+	       "would count every process of our uid";
+}
+
+/* " memory=<how> pids=<how>" for px_isolation(). */
+static void describe_limits(char *d, size_t len)
+{
+	const char *mem = px_cg_has_memory() ? "cgroup"
+	                  : !memory_gap() ? "rlimit(data,stack)+no-shared-anon+tmpfs(/tmp,/dev/shm)"
+	                  : px_w.cfg.unenforced_memory ? "rlimit(data,stack):private-only(accepted)"
+	                  : "rlimit(data,stack):private-only(runs-refused)";
+	const char *pids = px_cg_has_pids() ? "cgroup"
+	                   : px_w.uid_drop ? "rlimit(nproc,slot-uid)"
+	                   : px_sandbox_nproc() ? "rlimit(nproc,userns)"
+	                   : px_w.cfg.unenforced_pids ? "none(accepted)" : "none(runs-refused)";
+	snprintf(d, len, "memory=%s pids=%s", mem, pids);
+}
+
+int px_limits_check(const cr_limits *lim, const char *what, char *err, size_t errlen)
+{
+	const char *gap = NULL, *name = NULL, *flag = NULL;
+	if (lim->memory_bytes >= 0 && !px_w.cfg.unenforced_memory && (gap = memory_gap()))
+		name = "memory_bytes", flag = "memory";
+	else if (lim->pids >= 0 && !px_w.cfg.unenforced_pids && (gap = pids_gap()))
+		name = "pids", flag = "pids";
+	if (!gap)
+		return 0;
+	snprintf(err, errlen, "%s.%s cannot be enforced by this worker (isolation level %s, uid "
+	         "%d): %s; the operator may run it with a delegated cgroup or at level "
+	         "namespaces, or accept it unenforced (--unenforced-limits %s)", what, name,
+	         px_isolation_level(), (int)geteuid(), gap, flag);
+	return -1;
+}
+
+/* At start: what will be refused, or is accepted unenforced. */
+static void warn_limits(void)
+{
+	const char *g[2] = { memory_gap(), pids_gap() };
+	const bool ok[2] = { px_w.cfg.unenforced_memory, px_w.cfg.unenforced_pids };
+	static const char *const names[2] = { "memory_bytes", "pids" };
+	for (int i = 0; i < 2; i++) {
+		char q[300];
+		if (g[i])
+			cr_log("warn", ok[i] ? "limit accepted unenforced (--unenforced-limits)"
+			                     : "runs that set this limit are refused (bad_request)",
+			       "limit=%s why=%s", names[i], cr_log_quote(q, sizeof q, g[i]));
+	}
+}
+
 int px_slot_uid(int i) { return px_w.uid_drop ? px_w.cfg.uid_base + i : -1; }
 
 /* A group of its own per slot unless the operator named one. */
@@ -323,15 +393,13 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		px_fini();
 		return -1;
 	}
-	char mech[200] = "";
+	char mech[300] = "";
 	snprintf(mech, sizeof mech, "%s+rlimit+", px_w.uid_drop ? "uid" : "no-uid-drop");
 	px_cg_init(mech, sizeof mech);
 	if (px_cg_slots(px_w.nslots, err, errlen) < 0) {
 		px_fini();
 		return -1;
 	}
-	if (!px_cg_has_memory())
-		strncat(mech, "(memory: RLIMIT_DATA only)", sizeof mech - strlen(mech) - 1);
 	if (px_sandbox_init(want, err, errlen) < 0) {
 		px_fini();
 		return -1;
@@ -343,7 +411,10 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 	}
 	px_warm_init();
 	int level = px_sandbox_level();
-	snprintf(px_w.isolation, sizeof px_w.isolation, "%s: %s", px_level_name(level), mech);
+	char lims[200];
+	describe_limits(lims, sizeof lims);
+	snprintf(px_w.isolation, sizeof px_w.isolation, "%s: %s %s", px_level_name(level), mech,
+	         lims);
 	if (level < min) {
 		snprintf(err, errlen, "isolation level %s is below the required minimum %s (%s)",
 		         px_level_name(level), px_level_name(min), px_w.isolation);
@@ -354,6 +425,7 @@ int px_init(const px_config *cfg, char *err, size_t errlen)
 		px_fini();
 		return -1;
 	}
+	warn_limits();
 	return 0;
 }
 

@@ -68,6 +68,10 @@ typedef struct px_config {
 	 * the server's children. */
 	bool zygote;
 	bool zygote_auto; /* with zygote: where it cannot be, off (logged), not a failure */
+	/* The operator accepts memory_bytes / pids unenforced where the level
+	 * cannot enforce them (--unenforced-limits); else px_limits_check
+	 * refuses such runs (bad_request). docs/isolation.md, "What each limit means". */
+	bool unenforced_memory, unenforced_pids;
 } px_config;
 
 typedef struct px_slot px_slot;
@@ -128,8 +132,14 @@ bool px_slot_warm_ready(px_slot *slot);
 /* The fast paths in force, for `info` and logs: "prewarm", "zygote" or "none". */
 const char *px_accel(void);
 
+/* 0 when the worker enforces every limit lim sets (or the operator
+ * accepted it unenforced); -1 with err naming the limit and why, for a
+ * `bad_request` refusal, when it cannot. */
+int px_limits_check(const cr_limits *lim, const char *what, char *err, size_t errlen);
+
 /* A short description of the isolation in force, for `info` and logs:
- * "<level>: <mechanisms>", e.g. "full: uid+rlimit+cgroup-v1(...)+seccomp+..." */
+ * "<level>: <mechanisms> memory=<how> pids=<how>", e.g.
+ * "full: uid+rlimit+cgroup-v1(...)+seccomp+... memory=cgroup pids=cgroup" */
 const char *px_isolation(void);
 /* Just the level's name ("none", "seccomp", "namespaces", "full"), for
  * metrics. */

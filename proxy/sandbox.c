@@ -54,6 +54,10 @@
  * another netlink protocol EPROTONOSUPPORT. These compare all 64 bits: a
  * domain or protocol with upper bits set is refused (libc never passes
  * one), so the int the kernel reads cannot differ from what was checked.
+ * Without a memory cgroup the filter also refuses shared anonymous
+ * memory, which nothing else would count (deny_shared_memory), and the
+ * root's /dev/zero is the host's /dev/full. At init the probe also finds
+ * whether RLIMIT_NPROC counts per user namespace (px_sandbox_nproc).
  * Everything after fork here is async-signal-safe: all strings and the
  * BPF program are prepared at px_init.
  *
@@ -132,6 +136,8 @@ static struct {
 	px_sandbox *slots;
 	int nslots;
 	char why[256]; /* why the next level up is not in force */
+	bool shm_rules;  /* no memory cgroup: shared memory refused (deny_shared_memory) */
+	bool nproc_ns;   /* RLIMIT_NPROC counts per user namespace (probe) */
 } sbx;
 
 /* ---- seccomp ------------------------------------------------------------- */
@@ -198,6 +204,32 @@ static int deny_families(scmp_filter_ctx ctx, const char *call)
 	return rc;
 }
 
+/* Without a memory cgroup nothing counts shared memory (RLIMIT_DATA
+ * counts private mappings only), so what would make it unbounded is
+ * refused: anonymous shared mappings (MAP_SHARED or MAP_SHARED_VALIDATE
+ * with MAP_ANONYMOUS) get ENOMEM, memfd_create, memfd_secret, SysV shmget
+ * and msgget ENOSYS, as from a kernel without them. Shared memory stays
+ * possible in files of /dev/shm and /tmp, size-capped tmpfs at the
+ * namespace levels, where /dev/zero (whose shared mapping is anonymous
+ * memory) is /dev/full (make_dev). */
+static int deny_shared_memory(scmp_filter_ctx ctx)
+{
+	const unsigned long mask = MAP_ANONYMOUS | MAP_SHARED_VALIDATE; /* 0x20 | 0x03 */
+	struct scmp_arg_cmp c[2] = {
+		SCMP_A3(SCMP_CMP_MASKED_EQ, mask, MAP_ANONYMOUS | MAP_SHARED),
+		SCMP_A3(SCMP_CMP_MASKED_EQ, mask, MAP_ANONYMOUS | MAP_SHARED_VALIDATE) };
+	static const char *const calls[] = { "memfd_create", "memfd_secret", "shmget", "msgget" };
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < 2; i++) {
+		rc = add_rule(ctx, "mmap", SCMP_ACT_ERRNO(ENOMEM), 1, &c[i]);
+		if (rc == 0)
+			rc = add_rule(ctx, "mmap2", SCMP_ACT_ERRNO(ENOMEM), 1, &c[i]);
+	}
+	for (size_t i = 0; rc == 0 && i < sizeof calls / sizeof *calls; i++)
+		rc = add_rule(ctx, calls[i], SCMP_ACT_ERRNO(ENOSYS), 0, NULL);
+	return rc;
+}
+
 static int build_filter(char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
@@ -227,6 +259,8 @@ static int build_filter(char *err, size_t errlen)
 		rc = deny_families(ctx, "socket");
 	if (rc == 0)
 		rc = deny_families(ctx, "socketpair");
+	if (rc == 0 && sbx.shm_rules)
+		rc = deny_shared_memory(ctx);
 	int fd = rc == 0 ? memfd_create("corral-seccomp", MFD_CLOEXEC) : -1;
 	if (rc != 0 || fd < 0 || seccomp_export_bpf(ctx, fd) != 0) {
 		snprintf(err, errlen, "cannot build the seccomp filter: %s",
@@ -409,8 +443,10 @@ static int make_dev(const char *root)
 		return -1;
 	for (size_t i = 0; i < sizeof nodes / sizeof *nodes; i++) {
 		char t[PX_PATH * 2];
+		/* shm_rules: /dev/full reads zeros too, but cannot be mapped */
+		const char *src = sbx.shm_rules && i == 1 ? "/dev/full" : nodes[i];
 		if (mkdirs(root, nodes[i], true) < 0 || cat2(t, sizeof t, root, nodes[i]) < 0 ||
-		    mount(nodes[i], t, NULL, MS_BIND, NULL) < 0)
+		    mount(src, t, NULL, MS_BIND, NULL) < 0)
 			return -1;
 	}
 	for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
@@ -716,6 +752,24 @@ int px_sandbox_lock(const px_sandbox *sb)
 
 /* ---- detection ------------------------------------------------------------ */
 
+/* In a probe keeper with its own user namespace: whether RLIMIT_NPROC
+ * counts only that namespace's processes (ucounts, Linux 5.14), not every
+ * process of our uid. With a limit of 2 we can fork once: we and the
+ * child are 2 in the namespace, while our uid has at least the processor
+ * and us outside it. */
+static int nproc_per_ns(void)
+{
+	struct rlimit two = { 2, 2 };
+	if (setrlimit(RLIMIT_NPROC, &two) < 0)
+		return 0;
+	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return pid > 0;
+}
+
 /* Builds the whole sandbox once in a throw-away keeper and runs a stage
  * step in it; 0 when it all worked, else errno with the step in err. */
 static int probe(px_sandbox *sb, char *err, size_t errlen)
@@ -726,7 +780,7 @@ static int probe(px_sandbox *sb, char *err, size_t errlen)
 	px_plan p = { .workdir = px_w.work_root };
 	pid_t pid = px_sandbox_clone(sb);
 	if (pid == 0) {
-		int msg[2] = { 0, 0 };
+		int msg[3] = { 0, 0, 0 };
 		if (px_sandbox_keeper(sb, &p) < 0)
 			msg[0] = 1, msg[1] = errno;
 		else if (px_sandbox_drop_bounding(sb) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -735,6 +789,8 @@ static int probe(px_sandbox *sb, char *err, size_t errlen)
 			msg[0] = 3, msg[1] = errno;
 		else if (unshare(0) == 0 || errno != EPERM)
 			msg[0] = 4, msg[1] = errno ? errno : EINVAL; /* only the filter stops it */
+		else if (sb->userns)
+			msg[2] = nproc_per_ns();
 		ssize_t n = write(pfd[1], msg, sizeof msg);
 		_exit(n == sizeof msg ? 0 : 1);
 	}
@@ -745,7 +801,7 @@ static int probe(px_sandbox *sb, char *err, size_t errlen)
 		snprintf(err, errlen, "clone with namespaces: %s", strerror(e));
 		return e;
 	}
-	int msg[2] = { -1, EIO }, st;
+	int msg[3] = { -1, EIO, 0 }, st;
 	ssize_t n = read(pfd[0], msg, sizeof msg);
 	close(pfd[0]);
 	waitpid(pid, &st, 0);
@@ -758,6 +814,8 @@ static int probe(px_sandbox *sb, char *err, size_t errlen)
 	if (msg[0])
 		snprintf(err, errlen, "%s: %s", step[msg[0] > 0 && msg[0] < 5 ? msg[0] : 0],
 		         strerror(msg[1]));
+	else if (sb->userns)
+		sbx.nproc_ns = msg[2] == 1;
 	return msg[0] ? msg[1] : 0;
 }
 
@@ -798,6 +856,7 @@ static int try_level(int level, char *err, size_t errlen)
 int px_sandbox_init(int want, char *err, size_t errlen)
 {
 	memset(&sbx, 0, sizeof sbx);
+	sbx.shm_rules = !px_cg_has_memory();
 	if (build_filter(err, errlen) < 0)
 		return -1;
 	find_binds();
@@ -856,6 +915,11 @@ void px_sandbox_fini(void)
 }
 
 int px_sandbox_level(void) { return sbx.level; }
+
+bool px_sandbox_nproc(void)
+{
+	return sbx.level >= PX_LEVEL_NAMESPACES && !px_w.root && sbx.nproc_ns;
+}
 
 const px_sandbox *px_sandbox_for(int slot)
 {

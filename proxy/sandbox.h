@@ -40,6 +40,9 @@ typedef struct px_sandbox {
 int px_sandbox_init(int want, char *err, size_t errlen);
 void px_sandbox_fini(void);
 int px_sandbox_level(void);
+/* Each stage has its own user namespace, in which RLIMIT_NPROC counts
+ * only its processes (tried at init): pids can be enforced that way. */
+bool px_sandbox_nproc(void);
 /* Appends "+seccomp+ns(...)" etc. to desc. */
 void px_sandbox_describe(char *desc, size_t len);
 /* The slot's sandbox (its own root mount point), NULL below NAMESPACES

@@ -331,6 +331,23 @@ static void add_rlimit(px_plan *p, int res, int64_t v)
 	p->nrlimits++;
 }
 
+/* Memory without a memory cgroup: private mappings (RLIMIT_DATA; not AS,
+ * V8 reserves far more than it uses) and the main thread's stack, which
+ * DATA does not count, both at most bytes. Shared memory: sandbox.c
+ * (deny_shared_memory). */
+static void plan_memory(px_plan *p, int64_t bytes)
+{
+	add_rlimit(p, RLIMIT_DATA, bytes);
+	struct rlimit st;
+	rlim_t b = (rlim_t)bytes;
+	if (getrlimit(RLIMIT_STACK, &st) < 0)
+		st.rlim_cur = st.rlim_max = RLIM_INFINITY;
+	p->rlimits[p->nrlimits].res = RLIMIT_STACK;
+	p->rlimits[p->nrlimits].lim = (struct rlimit){ st.rlim_cur < b ? st.rlim_cur : b,
+	                                               st.rlim_max < b ? st.rlim_max : b };
+	p->nrlimits++;
+}
+
 void px_plan_limits(px_plan *p, const cr_limits *lim)
 {
 	if (lim->cpu_ms >= 0) {
@@ -346,8 +363,10 @@ void px_plan_limits(px_plan *p, const cr_limits *lim)
 		add_rlimit(p, RLIMIT_FSIZE, lim->file_bytes);
 	if (lim->pids >= 0 && px_w.uid_drop) /* per real uid: ours alone */
 		add_rlimit(p, RLIMIT_NPROC, lim->pids);
+	else if (lim->pids >= 0 && px_sandbox_nproc()) /* per user namespace: the run's */
+		add_rlimit(p, RLIMIT_NPROC, lim->pids + 1 + p->zygote); /* + keeper, runner */
 	if (lim->memory_bytes >= 0 && !px_cg_has_memory())
-		add_rlimit(p, RLIMIT_DATA, lim->memory_bytes); /* not AS: V8 reserves huge */
+		plan_memory(p, lim->memory_bytes);
 	add_rlimit(p, RLIMIT_CORE, 0);
 	add_rlimit(p, RLIMIT_NOFILE, 4096);
 }

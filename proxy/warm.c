@@ -307,7 +307,7 @@ static int apply_limits(px_slot *s, px_launch *l, const cr_limits *lim, char *er
 		snprintf(err, errlen, "cannot find the warm process");
 		return -1;
 	}
-	px_plan p = { .warm_fd = -1 };
+	px_plan p = { .warm_fd = -1, .zygote = px_zygote_usable() }; /* as launched */
 	px_plan_limits(&p, lim);
 	for (int i = 0; i < n; i++)
 		for (int k = 0; k < p.nrlimits; k++) {

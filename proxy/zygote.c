@@ -322,7 +322,7 @@ int px_zygote_spec(int slot, const char *workdir, const cr_limits *lim, const ch
                    size_t handoff_len, char *err, size_t errlen)
 {
 	const px_sandbox *sb = px_sandbox_for(slot);
-	px_plan p = { .nrlimits = 0 };
+	px_plan p = { .zygote = true };
 	px_plan_limits(&p, lim);
 	unsigned long ns = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
 	                   CLONE_NEWUTS | (sb->userns ? CLONE_NEWUSER : 0);

@@ -65,7 +65,33 @@ def slot_processes(w, settle_s=1.0):
         time.sleep(0.05)
 
 
+def descendants(root):
+    """{pid: status text} of root's descendants."""
+    procs = {}
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/status" % pid) as f:
+                procs[pid] = f.read()
+        except OSError:
+            continue
+    ppid = {p: st.split("PPid:")[1].split()[0] for p, st in procs.items() if "PPid:" in st}
+    out, todo = {}, [str(root)]
+    while todo:
+        parent = todo.pop()
+        for p, pp in ppid.items():
+            if pp == parent and p not in out:
+                out[p] = procs[p]
+                todo.append(p)
+    return out
+
+
 def slot_processes_now(w):
+    if getattr(w, "nonroot", False):
+        # no slot uid: what runs below the worker but its own helpers (the
+        # forker, keepers and stages before their exec: its image), its
+        # fork server or a waiting prewarmed sandbox
+        return [(p, st.split("\n")[0]) for p, st in descendants(w.proc.pid).items()
+                if not st.split()[1].startswith("corral-") and not is_warm(p)]
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -121,6 +147,57 @@ def test_memory_hog(hw):
         assert r["memory_bytes"] <= 64 << 20
     else:
         assert r["status"] in ("memory", "exit"), r  # RLIMIT_DATA: MemoryError
+    healthy(hw)
+
+
+# Memory a run shares rather than owns: RLIMIT_DATA does not count it. A
+# memory cgroup charges it (status memory); without one (a non-root
+# worker here) it is refused: anonymous shared mappings get ENOMEM (12),
+# /dev/zero cannot be mapped (ENODEV, 19: it is /dev/full), memfd_create
+# is ENOSYS (38), /dev/shm is a 16 MiB tmpfs (ENOSPC, 28). Never may the
+# 256 MiB be had under a 64 MiB limit.
+SHARED = {
+    "anon": "import mmap\nm = mmap.mmap(-1, 256 << 20, flags=mmap.MAP_SHARED)\n",
+    "devzero": "import mmap, os\nm = mmap.mmap(os.open('/dev/zero', os.O_RDWR), 256 << 20,"
+               " flags=mmap.MAP_SHARED)\n",
+    "memfd": "import mmap, os\nfd = os.memfd_create('x')\nos.ftruncate(fd, 256 << 20)\n"
+             "m = mmap.mmap(fd, 256 << 20, flags=mmap.MAP_SHARED)\n",
+}
+TOUCH = "for i in range(0, len(m), 4096):\n    m[i] = 1\nprint('survived')\n"
+
+
+@pytest.mark.parametrize("how", sorted(SHARED))
+def test_shared_memory_hog(hw, how):
+    r = run(hw, SHARED[how] + TOUCH, {"memory_bytes": 64 << 20, "file_bytes": 256 << 20})
+    assert r["stdout"] == b"", r
+    if r["status"] != "memory":
+        errno = {"anon": 12, "devzero": 19, "memfd": 38}[how]
+        assert r["status"] == "exit" and b"[Errno %d]" % errno in r["stderr"], r
+    healthy(hw)
+
+
+def test_shm_file_hog(hw):
+    need(hw, "namespaces", "/dev/shm is the host's (no mount namespace): not filled")
+    r = run(hw, "f = open('/dev/shm/hog', 'wb')\nfor i in range(256):\n    f.write(b'x' * (1 << 20))\n"
+                "    f.flush()\nprint('survived')\n",
+            {"memory_bytes": 64 << 20, "file_bytes": 256 << 20})
+    assert r["stdout"] == b"", r
+    assert r["status"] == "memory" or (r["status"] == "exit" and b"[Errno 28]" in r["stderr"]), r
+    healthy(hw)
+
+
+def test_fork_bomb_counted(hw):
+    """pids 32: at most 31 children beside the program, whatever enforces
+    it (pids cgroup, RLIMIT_NPROC of a slot uid or of the run's user
+    namespace). Stops at 200 by itself, so an unenforced limit fails the
+    test rather than the machine."""
+    r = run(hw, "import os, time\nn = 0\nwhile n < 200:\n    try:\n        pid = os.fork()\n"
+                "    except OSError as e:\n        print('refused', e.errno)\n        break\n"
+                "    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n    n += 1\n"
+                "print('forked', n)\n", {"pids": 32, "wall_ms": 10000})
+    assert r["status"] == "ok", r
+    out = r["stdout"].decode().split()
+    assert out[:2] == ["refused", "11"] and int(out[-1]) <= 31, r  # EAGAIN
     healthy(hw)
 
 

@@ -208,8 +208,12 @@ def test_security_contexts(default_docs, full_docs):
     assert w["readOnlyRootFilesystem"] and not w.get("privileged")
     env = {e["name"]: e.get("value") for e in container(by_kind(default_docs, "Deployment")["rel-corral-python"])["env"]}
     assert env["CORRAL_MIN_ISOLATION"] == "seccomp"
+    assert env["CORRAL_UNENFORCED_LIMITS"] == "memory"  # no cgroup, no mount namespace
     deps = by_kind(full_docs, "Deployment")
     py = deps["cr-python"]["spec"]["template"]["spec"]  # unprivileged
+    assert {e["name"]: e.get("value") for e in container(deps["cr-python"])["env"]}[
+        "CORRAL_UNENFORCED_LIMITS"] == "memory,pids"
+    assert "CORRAL_UNENFORCED_LIMITS" not in {e["name"] for e in container(deps["cr-c"])["env"]}
     assert py["securityContext"]["runAsNonRoot"] and "add" not in py["containers"][0]["securityContext"]["capabilities"]
     assert "SYS_ADMIN" in container(deps["cr-c"])["securityContext"]["capabilities"]["add"]  # namespaces
     mins = {n: {e["name"]: e.get("value") for e in container(d)["env"]}.get("CORRAL_MIN_ISOLATION")

@@ -414,8 +414,11 @@ def test_isolation_profiles(profile, tmp_path):
     if "python" not in runtimes_with_images():
         pytest.fail("the python runtime image is needed for this test")
     flags, user, level, uid = PROFILES[profile]
+    # as the chart (corral.unenforcedLimits): what these profiles cannot enforce
+    extra = {"seccomp": ["CORRAL_UNENFORCED_LIMITS=memory"],
+             "unprivileged": ["CORRAL_UNENFORCED_LIMITS=memory,pids"]}.get(profile, [])
     w = Worker("python", tmp_path, slots=1, suffix="-" + profile, user=user, flags=flags,
-               env=["CORRAL_MIN_ISOLATION=" + level])
+               env=["CORRAL_MIN_ISOLATION=" + level] + extra)
     try:
         info = w.call({"v": 1, "op": "info"})
         assert info["isolation"].split(":")[0] == level, info["isolation"]

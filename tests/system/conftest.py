@@ -34,7 +34,10 @@ class Worker:
     """One corral-processor on a tcp port, started and awaited through its
     readiness fd (the s6 notification protocol)."""
 
-    def __init__(self, runtime, slots=2, args=(), env=None, tmp=None):
+    def __init__(self, runtime, slots=2, args=(), env=None, tmp=None, as_uid=None):
+        """as_uid: run the worker as that uid (and gid), not root: through
+        setpriv, with a state dir of its own (tmp need not be readable by
+        it); the build and runtime dirs must be."""
         self.runtime = runtime
         self.port = free_port()
         self.url = "tcp://127.0.0.1:%d" % self.port
@@ -44,7 +47,14 @@ class Worker:
                "--runtime-dir", str(RUNTIMES / runtime),
                "--slots", str(slots),
                "--notify-fd", str(wfd)]
-        if os.geteuid() == 0:
+        self.as_uid = as_uid
+        if as_uid is not None:
+            import tempfile
+            self.own_dir = tempfile.mkdtemp(prefix="corral-uid%d." % as_uid)
+            os.chown(self.own_dir, as_uid, as_uid)
+            cmd = ["setpriv", "--reuid=%d" % as_uid, "--regid=%d" % as_uid, "--clear-groups"] + \
+                cmd + ["--state-dir", self.own_dir + "/state"]
+        elif os.geteuid() == 0:
             cmd += ["--uid-base", str(next(_uid_bases))]
         cmd += list(args)
         e = dict(os.environ)
@@ -99,6 +109,9 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self.stderr.close()
+        if getattr(self, "own_dir", None):
+            import shutil
+            shutil.rmtree(self.own_dir, ignore_errors=True)
         return self.proc.returncode
 
 

@@ -605,3 +605,82 @@ def test_no_slot_left_is_unhealthy(worker_factory):
     finally:
         os.system("umount -l %s" % m)
     _back_in_service(w, bad)
+
+
+def test_isolation_says_how_limits_are_enforced(bash):
+    """`info`'s isolation string ends with how memory_bytes and pids are
+    enforced; a root worker here has both cgroups."""
+    iso = bash.call({"v": 1, "op": "info"})["isolation"]
+    if os.geteuid() == 0 and os.path.isdir("/sys/fs/cgroup/memory"):
+        assert iso.split(" [")[0].endswith(" memory=cgroup pids=cgroup"), iso
+    assert " memory=" in iso and " pids=" in iso, iso
+
+
+def test_isolation_nonroot_limits(tmp_path):
+    """A worker that is not root (uid 65534) and has no cgroup of its own:
+    at level namespaces it enforces memory_bytes (RLIMIT_DATA, shared
+    memory refused, size-capped tmpfs) and pids (RLIMIT_NPROC of the
+    run's user namespace); at level seccomp it can enforce neither, so a
+    run that sets them is refused (bad_request naming the limit and why)
+    unless the operator accepts them unenforced (--unenforced-limits)."""
+    import shutil
+    from conftest import Worker
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to start a worker as uid 65534")
+    try:
+        w = Worker("bash", slots=1, env={"CORRAL_ISOLATION": "namespaces"}, tmp=str(tmp_path),
+                   as_uid=65534)
+    except RuntimeError as e:
+        pytest.skip("level namespaces is not available as uid 65534 here: %s" % e)
+    try:
+        iso = w.call({"v": 1, "op": "info"})["isolation"]
+        if "pids=none" in iso:
+            pytest.skip("this kernel counts RLIMIT_NPROC per uid, not per user namespace: " + iso)
+        assert " memory=rlimit(data,stack)+no-shared-anon+tmpfs(/tmp,/dev/shm) " \
+               "pids=rlimit(nproc,userns)" in iso, iso
+        r = w.run({"main.sh": "echo hi"}, limits={"memory_bytes": 64 << 20, "pids": 8})
+        assert r["ok"] and r["run"]["status"] == "ok" and r["run"]["stdout"] == b"hi\n", r
+    finally:
+        w.stop()
+    w = Worker("bash", slots=1, env={"CORRAL_ISOLATION": "seccomp"}, tmp=str(tmp_path),
+               as_uid=65534)
+    try:
+        iso = w.call({"v": 1, "op": "info"})["isolation"]
+        assert "memory=rlimit(data,stack):private-only(runs-refused) pids=none(runs-refused)" \
+            in iso, iso
+        r = w.run({"main.sh": "echo hi"})  # the worker's default limits set both
+        assert r["ok"] is False and r["error"]["code"] == "bad_request", r
+        msg = r["error"]["message"]
+        assert msg.startswith("limits.memory_bytes cannot be enforced") and \
+            "--unenforced-limits memory" in msg, msg
+        assert w.call({"v": 1, "op": "ping"})["ok"] is True
+    finally:
+        w.stop()
+    w = Worker("bash", slots=1, tmp=str(tmp_path), as_uid=65534,
+               env={"CORRAL_ISOLATION": "seccomp", "CORRAL_UNENFORCED_LIMITS": "memory"})
+    try:
+        r = w.run({"main.sh": "echo hi"})
+        assert r["ok"] is False and r["error"]["code"] == "bad_request" and \
+            r["error"]["message"].startswith("limits.pids cannot be enforced by this worker "
+                                             "(isolation level seccomp, uid 65534): no pids cgroup"), r
+    finally:
+        w.stop()
+    w = Worker("bash", slots=1, tmp=str(tmp_path), as_uid=65534,
+               env={"CORRAL_ISOLATION": "seccomp", "CORRAL_UNENFORCED_LIMITS": "memory,pids"})
+    try:
+        iso = w.call({"v": 1, "op": "info"})["isolation"]
+        assert "memory=rlimit(data,stack):private-only(accepted) pids=none(accepted)" in iso, iso
+        r = w.run({"main.sh": "echo hi"})
+        assert r["ok"] and r["run"]["stdout"] == b"hi\n", r
+    finally:
+        w.stop()
+
+
+def test_unenforced_limits_flag_checked(tmp_path):
+    import subprocess
+    from conftest import BUILD, RUNTIMES
+    p = subprocess.run([str(BUILD / "corral-processor"), "--runtime-dir", str(RUNTIMES / "bash"),
+                        "--unenforced-limits", "memory,cpu"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and "--unenforced-limits" in p.stderr and \
+        "expected memory, pids or memory,pids" in p.stderr, p

@@ -109,6 +109,12 @@ cgroup-v1 node (tests/images/test_images.py::test_isolation_profiles):
                 (mount/pivot_root), seccomp RuntimeDefault
   seccomp       root + SETUID SETGID SETPCAP KILL CHOWN FOWNER DAC_OVERRIDE
   unprivileged  uid 999, no capability: no per-slot uid
+Without a writable cgroup tree (every profile but full) and without a
+mount namespace (seccomp, unprivileged), memory_bytes is not enforced on
+shared memory, and without a slot uid (unprivileged) pids is not either:
+such a worker refuses every run unless told to accept that
+(CORRAL_UNENFORCED_LIMITS, corral.unenforcedLimits); only the pod's own
+limits bound a run there.
 */}}
 {{- define "corral.workerPodSecurity" -}}
 {{- $level := index . 1 -}}
@@ -148,6 +154,11 @@ allowPrivilegeEscalation: false
 capabilities:
   drop: [ALL]
 {{- end }}
+{{- end -}}
+
+{{/* The limits a worker of a profile cannot enforce, accepted (above). */}}
+{{- define "corral.unenforcedLimits" -}}
+{{- if eq . "seccomp" -}}memory{{- else if eq . "unprivileged" -}}memory,pids{{- end -}}
 {{- end -}}
 
 {{/* The minimum sandbox level a worker of a profile must reach. */}}
