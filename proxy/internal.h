@@ -241,6 +241,10 @@ typedef struct px_env {
 int px_env_build(px_env *e, const cr_request *req, const char *wd, const char *tmp,
                  const char *stage, int slot);
 void px_env_free(px_env *e);
+/* The work dir wd, and the runtime dir, as a stage sees them: /box and
+ * /runtime at the namespace levels, the host's paths below them. */
+const char *px_seen_workdir(const char *wd);
+const char *px_seen_runtime_dir(void);
 /* A fresh work dir holding files, and a private tmp next to it ("/tmp"
  * at the namespace levels), owned by the slot's uid. wd: PX_PATH bytes,
  * tmp: PX_PATH + 8. */

@@ -22,7 +22,7 @@
  *
  * The stage process: own session and process group, joins the stage's
  * cgroups, gets its rlimits, stdin/stdout/stderr, only those fds, the
- * work dir as cwd, then drops to the slot's uid/gid (no supplementary
+ * work dir as cwd (/box in its own root at the namespace levels), then drops to the slot's uid/gid (no supplementary
  * groups), sets no_new_privs and parent-death SIGKILL, the sandbox
  * (sandbox.c) and execs. A failing step is written as (step, errno) on a
  * close-on-exec pipe, so the keeper can tell "could not start" from "ran".
@@ -409,7 +409,7 @@ static void stage_main(const px_plan *p, int failfd)
 		stage_fail(failfd, STEP_FDS);
 	int keep[] = { 0, 1, 2, failfd, warm >= 0 ? 3 : -1 };
 	px_close_except(keep, 5);
-	if (chdir(p->workdir) < 0)
+	if (chdir(p->sb && p->sb->namespaces ? PX_BOX : p->workdir) < 0)
 		stage_fail(failfd, STEP_CHDIR);
 	if (p->sb && px_sandbox_drop_bounding(p->sb) < 0)
 		stage_fail(failfd, STEP_SANDBOX);

@@ -25,6 +25,9 @@
  *   CORRAL_ENTRY=<entry, relative to the work dir>
  *   CORRAL_WORKDIR=<work dir, absolute; also the cwd>
  *   CORRAL_RUNTIME_DIR=<runtime dir, absolute>
+ * The work dir and the runtime dir as the stage sees them: at the
+ * namespace levels /box and /runtime in its own root (sandbox.c), below
+ * them their paths on the host (px_seen_workdir, px_seen_runtime_dir).
  *   CORRAL_STAGE=compile|run
  *   CORRAL_SLOT=<slot index>
  * Files made in the work dir by compile.sh are there for runtime.sh.
@@ -462,6 +465,16 @@ const char *px_isolation_level(void) { return px_level_name(px_sandbox_level());
 
 /* ---- environment ------------------------------------------------------- */
 
+const char *px_seen_workdir(const char *wd)
+{
+	return px_sandbox_level() >= PX_LEVEL_NAMESPACES ? PX_BOX : wd;
+}
+
+const char *px_seen_runtime_dir(void)
+{
+	return px_sandbox_level() >= PX_LEVEL_NAMESPACES ? PX_RUNTIME : px_w.runtime_dir;
+}
+
 /* Sets "KEY=VALUE" (kv: an allocated string, taken over). */
 static void env_put(px_env *e, char *kv)
 {
@@ -512,7 +525,7 @@ int px_env_build(px_env *e, const cr_request *req, const char *wd, const char *t
 	snprintf(sl, sizeof sl, "%d", slot);
 	env_put(e, strdup("PATH=/usr/local/bin:/usr/bin:/bin"));
 	env_put(e, strdup("LANG=C.UTF-8"));
-	env_put(e, fmt("HOME=%s%s", wd, ""));
+	env_put(e, fmt("HOME=%s%s", px_seen_workdir(wd), ""));
 	env_put(e, fmt("TMPDIR=%s%s", tmp, ""));
 	for (char *const *b = px_w.cfg.base_env; b && *b; b++)
 		if (strchr(*b, '='))
@@ -521,8 +534,8 @@ int px_env_build(px_env *e, const cr_request *req, const char *wd, const char *t
 		if (strncmp(req->env[i].key, "CORRAL_", 7) != 0 && !strchr(req->env[i].key, '='))
 			env_put(e, fmt("%s=%s", req->env[i].key, req->env[i].value));
 	env_put(e, fmt("CORRAL_ENTRY=%s%s", req->entry, ""));
-	env_put(e, fmt("CORRAL_WORKDIR=%s%s", wd, ""));
-	env_put(e, fmt("CORRAL_RUNTIME_DIR=%s%s", px_w.runtime_dir, ""));
+	env_put(e, fmt("CORRAL_WORKDIR=%s%s", px_seen_workdir(wd), ""));
+	env_put(e, fmt("CORRAL_RUNTIME_DIR=%s%s", px_seen_runtime_dir(), ""));
 	env_put(e, fmt("CORRAL_STAGE=%s%s", stage, ""));
 	env_put(e, fmt("CORRAL_SLOT=%s%s", sl, ""));
 	return e->oom ? -1 : 0;
@@ -637,7 +650,8 @@ static int run_stage(inv *v, bool compile, cr_stage *st, bool *cancelled, char *
 {
 	const cr_request *req = v->job->req;
 	char exe[PX_PATH + 16];
-	snprintf(exe, sizeof exe, "%s/%s", px_w.runtime_dir, compile ? "compile.sh" : "runtime.sh");
+	snprintf(exe, sizeof exe, "%s/%s", px_seen_runtime_dir(),
+	         compile ? "compile.sh" : "runtime.sh");
 	size_t nargs = compile ? 0 : req->nargs;
 	char **argv = calloc(nargs + 3, sizeof *argv);
 	px_env env = { 0 };

@@ -21,8 +21,10 @@
  *                                    (symlinks such as /bin -> usr/bin
  *                                    are recreated as symlinks)
  *   /etc/shadow, /etc/gshadow, /etc/ssh ...  masked (/dev/null, empty tmpfs)
- *   <runtime dir>                    read-only
- *   <work dir>                       read-write, same path as on the host
+ *   /runtime                         the runtime dir, read-only: a copy
+ *                                    on a tmpfs (runtime_at says why)
+ *   /box                             the work dir, read-write: the same
+ *                                    path for every run, slot and host
  *   /tmp                             fresh tmpfs of tmp_bytes, 1777
  *   /dev                             null zero full random urandom tty,
  *                                    fd/stdin/stdout/stderr links, /dev/shm
@@ -63,14 +65,23 @@
  *
  * A root worker builds the part of the stage's root (above) that is the
  * same for every run once per slot, in the forker (px_sandbox_prebuild): a mount
- * namespace whose root it is, with /dev read-only and the slot's work dir
- * folder bound read-only. A keeper then joins a private copy of it and
- * mounts only /proc, /tmp, /dev/shm and its work dir (run_mounts): 7
- * mounts instead of 35, and fewer to tear down when it exits. Without a
- * forker, or through a user namespace, the keeper builds it all itself
- * (build_root); both share common_root and run_mounts.
+ * namespace whose root it is, with /dev read-only. A keeper then joins a
+ * private copy of it and mounts only /proc, /tmp, /dev/shm and its work
+ * dir at /box (run_mounts): 4 mounts instead of 35, and fewer to tear
+ * down when it exits. Without a forker, or through a user namespace, the
+ * keeper builds it all itself (build_root); both share common_root and
+ * run_mounts.
+ *
+ * What a run sees of the host (docs/isolation.md): /box and /runtime
+ * whatever the host's layout; a keeper blanks its copy of the
+ * processor's argv and environment (hide_processor), since it is PID 1
+ * of the run's pid namespace; mountinfo's root field of /box is the work
+ * dir's path within its filesystem (nothing of the host with the slot's
+ * work-dir tmpfs), which no mount trick changes.
  */
 #include "sandbox.h"
+
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,6 +89,7 @@
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <dirent.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -99,6 +111,8 @@
 #define NS_FLAGS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 #define MAX_BINDS 16
 #define MAX_MASKS 16
+#define RT_MAX_FILES 256        /* a runtime dir bigger than these is bound, */
+#define RT_MAX_BYTES (4 << 20)  /* not copied (rt_prepare) */
 
 static const char *const level_names[PX_NLEVELS] = { "none", "seccomp", "namespaces", "full" };
 
@@ -123,6 +137,15 @@ typedef struct hostpath {
 	bool dir;
 } hostpath;
 
+/* One entry of the runtime dir, read at init (rt_load). */
+typedef struct rt_file {
+	char path[PX_PATH]; /* below the runtime dir, starting with '/' */
+	char kind;          /* 'd', 'f' or 'l' (data: the link's target) */
+	mode_t mode;
+	char *data;
+	size_t len;
+} rt_file;
+
 static struct {
 	int level;
 	bool seccomp_ok, ns_ok, userns;
@@ -133,6 +156,10 @@ static struct {
 	hostpath masks[MAX_MASKS];
 	int nmasks;
 	unsigned long rt_locked, wd_locked;
+	rt_file *rt;   /* the runtime dir's copy (rt_load); NULL: bind it */
+	int nrt;
+	size_t rt_bytes;
+	unsigned long arg_start, arg_end, env_start, env_end; /* ours (hide_processor) */
 	px_sandbox *slots;
 	int nslots;
 	char why[256]; /* why the next level up is not in force */
@@ -339,6 +366,110 @@ static void find_binds(void)
 	}
 }
 
+/* ---- the runtime dir's copy, read at init -------------------------------- */
+
+static void rt_free(void)
+{
+	for (int i = 0; i < sbx.nrt; i++)
+		free(sbx.rt[i].data);
+	free(sbx.rt);
+	sbx.rt = NULL;
+	sbx.nrt = 0;
+	sbx.rt_bytes = 0;
+}
+
+/* The content of a regular file or a link's target into f; -1 when it
+ * cannot be read or the copy would pass RT_MAX_BYTES. */
+static int rt_read(rt_file *f, const char *full, const struct stat *st)
+{
+	size_t n = (size_t)st->st_size;
+	if (sbx.rt_bytes + n + 1 > RT_MAX_BYTES || !(f->data = malloc(n + 1)))
+		return -1;
+	sbx.rt_bytes += n + 1;
+	if (f->kind == 'l') {
+		ssize_t l = readlink(full, f->data, n + 1);
+		if (l < 0 || (size_t)l > n)
+			return -1;
+		f->data[l] = '\0';
+		return 0;
+	}
+	int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	ssize_t r = fd >= 0 ? pread(fd, f->data, n, 0) : -1;
+	if (fd >= 0)
+		close(fd);
+	f->len = n;
+	return r == (ssize_t)n ? 0 : -1;
+}
+
+/* Appends dir's entries (rel: their path below the runtime dir), a
+ * folder before what it holds; -1 when the dir is too big or unreadable. */
+static int rt_load(const char *dir, const char *rel, int depth)
+{
+	DIR *d = depth < 16 ? opendir(dir) : NULL;
+	if (!d)
+		return -1;
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char full[PX_PATH * 2];
+		struct stat st;
+		rt_file *f = &sbx.rt[sbx.nrt];
+		if (sbx.nrt >= RT_MAX_FILES ||
+		    (size_t)snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= sizeof full ||
+		    (size_t)snprintf(f->path, sizeof f->path, "%s/%s", rel, e->d_name) >=
+		        sizeof f->path || lstat(full, &st) < 0) {
+			rc = -1;
+			break;
+		}
+		f->mode = st.st_mode & 07777;
+		f->kind = S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' :
+		          S_ISLNK(st.st_mode) ? 'l' : 0;
+		if (!f->kind)
+			continue; /* a fifo, socket or device: not part of a runtime */
+		sbx.nrt++;
+		rc = f->kind == 'd' ? rt_load(full, f->path, depth + 1) : rt_read(f, full, &st);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Reads the runtime dir for copying; a bind of it when it is too big. */
+static void rt_prepare(void)
+{
+	sbx.rt = calloc(RT_MAX_FILES, sizeof *sbx.rt);
+	if (sbx.rt && rt_load(px_w.runtime_dir, "", 0) == 0)
+		return;
+	rt_free();
+	cr_log("warn", "runtime dir bound, not copied: mountinfo shows its host path",
+	       "max_files=%d max_bytes=%d", RT_MAX_FILES, RT_MAX_BYTES);
+}
+
+/* Where the kernel keeps our argv and environment strings
+ * (/proc/self/stat fields 48-51): what /proc/PID/cmdline and environ
+ * show, which hide_processor blanks in a keeper. */
+static void find_arg_area(void)
+{
+	char buf[2048];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	unsigned long v[4];
+	for (int field = 2, i = 0; p && i < 4; field++) { /* p: before field "field" */
+		p = strchr(p + 1, ' ');
+		if (p && field + 1 >= 48)
+			v[i++] = strtoul(p + 1, NULL, 10);
+	}
+	if (p && v[1] > v[0] && v[3] >= v[2])
+		sbx.arg_start = v[0], sbx.arg_end = v[1], sbx.env_start = v[2], sbx.env_end = v[3];
+}
+
 /* ---- after fork: async-signal-safe helpers ------------------------------- */
 
 static size_t slen(const char *s)
@@ -488,6 +619,55 @@ static int lo_up(void)
 	return rc;
 }
 
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w, n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* One entry of the runtime's copy at path t. */
+static int rt_put(const rt_file *f, const char *t)
+{
+	if (f->kind == 'l')
+		return symlink(f->data, t);
+	if (f->kind == 'd')
+		return mkdir(t, 0700) < 0 ? -1 : chmod(t, f->mode);
+	int fd = open(t, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, f->data, f->len) < 0 || fchmod(fd, f->mode) < 0 ? -1 : 0;
+	close(fd);
+	return rc;
+}
+
+/* The runtime dir at r/runtime, read-only: a copy on a tmpfs of its
+ * own (read at init: rt_prepare), since a bind's line in mountinfo names
+ * its source's path on the host's filesystem; a bind when it was too
+ * big to copy. */
+static int runtime_at(const char *r)
+{
+	char t[PX_PATH * 3], top[PX_PATH * 2], opts[64], num[24];
+	if (!sbx.rt)
+		return bind_at(r, px_w.runtime_dir, PX_RUNTIME, true, false, sbx.rt_locked);
+	unsigned long long size = sbx.rt_bytes + ((unsigned long long)sbx.nrt + 16) * 4096;
+	if (cat2(opts, sizeof opts, "mode=0755,size=", utoa(num, sizeof num, size)) < 0 ||
+	    tmpfs_at(r, PX_RUNTIME, opts, MS_NOSUID | MS_NODEV) < 0 ||
+	    cat2(top, sizeof top, r, PX_RUNTIME) < 0)
+		return -1;
+	for (int i = 0; i < sbx.nrt; i++)
+		if (cat2(t, sizeof t, top, sbx.rt[i].path) < 0 || rt_put(&sbx.rt[i], t) < 0)
+			return -1;
+	return mount(NULL, top, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+	             NULL);
+}
+
 /* The part of a root that is the same for every run: a small tmpfs at r
  * with the host's read-only binds and symlinks, the masks, /dev (its
  * nodes bound, /dev/shm a mount point) and /proc and /tmp mount points. */
@@ -518,18 +698,12 @@ static int common_root(const char *r)
 				return -1;
 	}
 	return make_dev(r) < 0 || mkdirs(r, "/proc", false) < 0 || mkdirs(r, "/tmp", false) < 0 ||
-	               bind_at(r, px_w.runtime_dir, px_w.runtime_dir, true, false, sbx.rt_locked) < 0
+	               mkdirs(r, PX_BOX, false) < 0 || runtime_at(r) < 0
 	           ? -1 : 0;
 }
 
-static bool under_tmp(const char *path)
-{
-	return !strncmp(path, "/tmp", 4) && (path[4] == '/' || path[4] == '\0');
-}
-
 /* A detached copy of the mount tree at path (open_tree): attached later
- * with attach_at, also in another mount namespace, or after the fresh
- * /tmp has hidden path itself. */
+ * with attach_at, also in another mount namespace. */
 static int detach_copy(const char *path)
 {
 	return (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
@@ -547,41 +721,20 @@ static int attach_at(const char *r, int fd, const char *path, bool rw, unsigned 
 }
 
 /* Mounts, at r, what each run has of its own: /proc (of its pid
- * namespace), /tmp and /dev/shm (fresh tmpfs), its work dir (writable,
- * from wd, its detach_copy), and again the runtime dir if the fresh /tmp
- * hid it (a state dir under /tmp, as in tests). layer (may be NULL): a
- * folder of the read-only root to cover with a small tmpfs first, where
- * the work dir's mount point is made (then read-only too). */
-static int run_mounts(const px_sandbox *sb, const char *r, const px_plan *p, int wd,
-                      const char *layer)
+ * namespace), /tmp and /dev/shm (fresh tmpfs) and its work dir at /box
+ * (writable, from wd, its detach_copy). */
+static int run_mounts(const px_sandbox *sb, const char *r, int wd)
 {
 	char opts[64], num[24], t[PX_PATH * 2];
-	const char *rt = px_w.runtime_dir;
-	int rtfd = under_tmp(rt) ? detach_copy(rt) : -2;
-	int rc = rtfd == -1 ? -1 : 0;
-	if (rc == 0 && (cat2(t, sizeof t, r, "/proc") < 0 ||
-	                mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0))
-		rc = -1;
-	if (rc == 0 && (cat2(opts, sizeof opts, "mode=1777,size=",
-	                     utoa(num, sizeof num, (unsigned long long)sb->tmp_bytes)) < 0 ||
-	                tmpfs_at(r, "/tmp", opts, MS_NOSUID | MS_NODEV) < 0 ||
-	                tmpfs_at(r, "/dev/shm", "mode=1777,size=16m", MS_NOSUID | MS_NODEV) < 0))
-		rc = -1;
-	if (rc == 0 && rtfd >= 0 && attach_at(r, rtfd, rt, false, sbx.rt_locked) < 0)
-		rc = -1;
-	if (rc == 0 && layer && (cat2(t, sizeof t, r, layer) < 0 ||
-	                         mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4k") < 0))
-		rc = -1;
-	if (rc == 0 && attach_at(r, wd, p->workdir, true, sbx.wd_locked) < 0)
-		rc = -1;
-	if (rc == 0 && layer &&
-	    mount(NULL, t, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-		rc = -1;
-	int e = errno;
-	if (rtfd >= 0)
-		close(rtfd);
-	errno = e;
-	return rc;
+	if (cat2(t, sizeof t, r, "/proc") < 0 ||
+	    mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		return -1;
+	if (cat2(opts, sizeof opts, "mode=1777,size=",
+	         utoa(num, sizeof num, (unsigned long long)sb->tmp_bytes)) < 0 ||
+	    tmpfs_at(r, "/tmp", opts, MS_NOSUID | MS_NODEV) < 0 ||
+	    tmpfs_at(r, "/dev/shm", "mode=1777,size=16m", MS_NOSUID | MS_NODEV) < 0)
+		return -1;
+	return attach_at(r, wd, PX_BOX, true, sbx.wd_locked);
 }
 
 /* Makes r read-only and our root. */
@@ -599,7 +752,7 @@ static int build_root(const px_sandbox *sb, const px_plan *p)
 {
 	int wd = detach_copy(p->workdir);
 	int rc = wd < 0 || common_root(sb->root) < 0 ||
-	         run_mounts(sb, sb->root, p, wd, NULL) < 0 ? -1 : enter_root(sb->root);
+	         run_mounts(sb, sb->root, wd) < 0 ? -1 : enter_root(sb->root);
 	int e = errno;
 	if (wd >= 0)
 		close(wd);
@@ -610,30 +763,28 @@ static int build_root(const px_sandbox *sb, const px_plan *p)
 /* ---- per-slot base roots (a root worker's forker) ------------------------ */
 
 /* The forker, at its start, builds each slot's common root once, in a
- * mount namespace of its own whose root it then is (with the path of the
- * slot's work dir folder made in it), and keeps an fd of that namespace
+ * mount namespace of its own whose root it then is, and keeps an fd of that namespace
  * in its copy of the slot's px_sandbox. A keeper it makes opens its work
  * dir, joins a copy of that namespace and mounts only the run's own
  * parts: 7 or 8 mounts instead of 35, and fewer to tear down at its end. */
-static int build_base(const px_sandbox *sb, const char *slot_dir)
+static int build_base(const px_sandbox *sb)
 {
 	const char *r = sb->root;
 	char t[PX_PATH * 2];
-	if (common_root(r) < 0 || mkdirs(r, slot_dir, false) < 0 ||
-	    cat2(t, sizeof t, r, "/dev") < 0 ||
+	if (common_root(r) < 0 || cat2(t, sizeof t, r, "/dev") < 0 ||
 	    mount(NULL, t, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
 		return -1;
 	return enter_root(r);
 }
 
-static int base_ns_of(px_sandbox *sb, const char *slot_dir)
+static int base_ns_of(px_sandbox *sb)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return -1;
 	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
 	if (pid == 0) {
-		char c = unshare(CLONE_NEWNS) == 0 && build_base(sb, slot_dir) == 0 ? 'y' : 'n';
+		char c = unshare(CLONE_NEWNS) == 0 && build_base(sb) == 0 ? 'y' : 'n';
 		if (write(pfd[1], &c, 1) == 1)
 			pause(); /* until the forker has our namespace and kills us */
 		_exit(1);
@@ -660,7 +811,7 @@ int px_sandbox_prebuild(void)
 		px_sandbox *sb = &sbx.slots[i];
 		if (!sb->namespaces || sb->userns)
 			continue;
-		sb->base_ns = base_ns_of(sb, px_w.slots[i].dir);
+		sb->base_ns = base_ns_of(sb);
 		n += sb->base_ns >= 0;
 	}
 	return n;
@@ -670,20 +821,9 @@ int px_sandbox_prebuild(void)
  * the run's own mounts on top. */
 static int enter_base(const px_sandbox *sb, const px_plan *p)
 {
-	char slot[PX_PATH];
-	size_t n = slen(p->workdir);
-	while (n > 0 && p->workdir[n - 1] != '/')
-		n--;
-	if (n <= 1 || n > sizeof slot) {
-		errno = EINVAL;
-		return -1;
-	}
-	memcpy(slot, p->workdir, n - 1); /* its folder: the slot's */
-	slot[n - 1] = '\0';
 	int wd = detach_copy(p->workdir); /* from the host's view, still */
 	int rc = wd < 0 || setns(sb->base_ns, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0 ||
-	         run_mounts(sb, "", p, wd, under_tmp(slot) ? NULL : slot) < 0 || chdir("/") < 0
-	             ? -1 : 0;
+	         run_mounts(sb, "", wd) < 0 || chdir("/") < 0 ? -1 : 0;
 	int e = errno;
 	close(sb->base_ns);
 	if (wd >= 0)
@@ -709,10 +849,28 @@ pid_t px_sandbox_clone(const px_sandbox *sb)
 	return (pid_t)syscall(SYS_clone, SIGCHLD | px_sandbox_ns_flags(sb), 0, NULL, NULL, 0);
 }
 
+/* The keeper is PID 1 of the run's pid namespace, and a fork of the
+ * processor that never execs: its /proc/1/cmdline and environ would show
+ * the processor's (its argv, the state dir...). It blanks its copy of
+ * those strings (copy-on-write: the processor's stay) and its name. */
+static void hide_processor(void)
+{
+	static const char name[] = "corral-keeper";
+	if (sbx.arg_end > sbx.arg_start) {
+		size_t n = sbx.arg_end - sbx.arg_start;
+		memset((char *)sbx.arg_start, 0, n);
+		memcpy((char *)sbx.arg_start, name, n > sizeof name ? sizeof name : n - 1);
+	}
+	if (sbx.env_end > sbx.env_start)
+		memset((char *)sbx.env_start, 0, sbx.env_end - sbx.env_start);
+	prctl(PR_SET_NAME, name);
+}
+
 int px_sandbox_keeper(const px_sandbox *sb, const px_plan *p)
 {
 	if (!sb->namespaces)
 		return 0;
+	hide_processor();
 	if (sb->userns && user_maps(sb) < 0)
 		return -1;
 	if ((sb->base_ns >= 0 ? enter_base(sb, p) : build_root(sb, p)) < 0)
@@ -860,6 +1018,8 @@ int px_sandbox_init(int want, char *err, size_t errlen)
 	if (build_filter(err, errlen) < 0)
 		return -1;
 	find_binds();
+	find_arg_area();
+	rt_prepare();
 	sbx.rt_locked = locked_flags(px_w.runtime_dir);
 	sbx.wd_locked = locked_flags(px_w.nslots > 0 ? px_w.slots[0].dir : px_w.work_root);
 	char why[256] = "";
@@ -911,6 +1071,7 @@ void px_sandbox_fini(void)
 			rmdir(sbx.slots[i].root);
 	free(sbx.slots);
 	free(sbx.filter);
+	rt_free();
 	memset(&sbx, 0, sizeof sbx);
 }
 

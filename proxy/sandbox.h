@@ -18,6 +18,11 @@ enum {
 	PX_NLEVELS
 };
 
+/* Where a run sees its work dir and the runtime dir at the namespace
+ * levels: the same for every run and slot, whatever the host's layout. */
+#define PX_BOX "/box"
+#define PX_RUNTIME "/runtime"
+
 const char *px_level_name(int level);
 int px_level_parse(const char *name); /* -1: unknown */
 

@@ -53,15 +53,16 @@
 #define MAX_PIDS 16
 #define WARM_START_MS 10000
 
-static void warm_exe(char *exe, size_t len)
+/* warm.sh, on the host or (seen) as the stage sees it. */
+static void warm_exe(char *exe, size_t len, bool seen)
 {
-	snprintf(exe, len, "%s/warm.sh", px_w.runtime_dir);
+	snprintf(exe, len, "%s/warm.sh", seen ? px_seen_runtime_dir() : px_w.runtime_dir);
 }
 
 void px_warm_init(void)
 {
 	char exe[PX_PATH + 16];
-	warm_exe(exe, sizeof exe);
+	warm_exe(exe, sizeof exe, false);
 	bool has = access(exe, X_OK) == 0;
 	px_w.prewarm = px_w.cfg.prewarm && has && !px_w.cfg.has_compile;
 	if (px_w.prewarm)
@@ -104,7 +105,7 @@ void px_prepare(px_slot *s)
 		warm_failed(s, "prewarm: work dir", err);
 		return;
 	}
-	warm_exe(exe, sizeof exe);
+	warm_exe(exe, sizeof exe, true);
 	char *argv[] = { exe, NULL };
 	cr_request none = { .entry = "" };
 	px_env env = { 0 };
@@ -370,7 +371,7 @@ static int hand_over(px_slot *s, px_launch *l, const px_job *job, px_result *res
 	char *msg = NULL, exe[PX_PATH + 16];
 	size_t len = 0;
 	int rc = -1;
-	warm_exe(exe, sizeof exe);
+	warm_exe(exe, sizeof exe, true);
 	if (px_env_build(&env, req, wd, tmp, "run", s->index) < 0 ||
 	    !(msg = px_warm_handoff(req, env.v, &len))) {
 		snprintf(err, errlen, "out of memory");

@@ -334,7 +334,7 @@ int px_zygote_spec(int slot, const char *workdir, const cr_limits *lim, const ch
 	}
 	int n = snprintf(b, cap, "%s%c%lu%c%d%c%d%c%d%c%d%c%s%c%d%c", ZYGOTE_MAGIC, 0, ns, 0,
 	                 sb->userns, 0, px_w.root || sb->userns, 0, px_slot_uid(slot), 0,
-	                 px_slot_gid(slot), 0, workdir, 0, p.nrlimits, 0);
+	                 px_slot_gid(slot), 0, px_seen_workdir(workdir), 0, p.nrlimits, 0);
 	for (int i = 0; i < p.nrlimits; i++)
 		n += snprintf(b + n, cap - (size_t)n, "%d%c%llu%c%llu%c", p.rlimits[i].res, 0,
 		              (unsigned long long)p.rlimits[i].lim.rlim_cur, 0,

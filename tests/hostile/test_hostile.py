@@ -8,6 +8,7 @@ Network cases only ever target loopback, or TEST-NET-1 (192.0.2.1) from
 inside an empty network namespace; they are not run at the levels without
 one, so no real traffic leaves the host."""
 import ast
+import glob
 import hashlib
 import os
 import socket
@@ -42,13 +43,14 @@ def is_warm(pid):
     except OSError:
         return False
     # comm, not /proc/PID/exe: the stage is not dumpable, so its exe link
-    # may not be readable; comm is the processor's until the exec.
+    # may not be readable; comm is the processor's (the keeper's, at the
+    # namespace levels) until the exec.
     return ((argv[:3] == [b"python3", b"-B", b"--"] and
              (argv[3].endswith(b"/runtime/warm.py") or argv[3].endswith(b"/runtime/zygote.py")))
             or (argv[:2] == [b"ruby", b"--"] and argv[2].endswith(b"/runtime/zygote.rb"))
             or (argv[:2] == [b"php", b"-f"] and argv[2].endswith(b"/runtime/zygote.php"))
             or any(a.endswith(b"/runtime/warm.sh") for a in argv[:2])
-            or comm in ("corral-processo", "warm.sh"))
+            or comm in ("corral-processo", "corral-keeper", "warm.sh"))
 
 
 def slot_processes(w, settle_s=1.0):
@@ -312,6 +314,7 @@ def test_other_work_dirs(hw):
     t.start()
     time.sleep(0.7)
     r = run(hw, "import glob, os\nhits = []\nbase = os.path.dirname(os.path.dirname(os.getcwd()))\n"
+                "base = '/tmp/nothing-here' if base == '/' else base  # /box: the work root is not there\n"
                 "for p in glob.glob(base + '/**/secret', recursive=True) + glob.glob('/tmp/**/secret', recursive=True):\n"
                 "    try:\n        hits.append(open(p).read())\n    except OSError:\n        pass\n"
                 "print(hits)")
@@ -344,6 +347,60 @@ def test_processor_environment(hw):
                 "    except OSError as e:\n        out.append(e.errno)\nprint(out)"
             .replace("%d", str(hw.proc.pid)))
     assert b"True" not in r["stdout"], r
+    healthy(hw)
+
+
+HOSTVIEW = r"""import os, sys
+print('cwd', os.getcwd())
+print('env', os.environ['HOME'], os.environ['CORRAL_WORKDIR'], os.environ['CORRAL_RUNTIME_DIR'])
+for p in ('/proc/1/cmdline', '/proc/1/comm', '/proc/1/environ', '/proc/self/mountinfo'):
+    try:
+        print(p, repr(open(p, 'rb').read()))
+    except OSError as e:
+        print(p, 'errno', e.errno)
+sys.stdout.flush()
+def deep():
+    raise RuntimeError('where am I')
+deep()
+"""
+
+
+def host_paths(w):
+    """What names the worker's layout on the host: its state dir (the
+    default, $TMPDIR/corral.<pid>.XXXXXX, holding the work dirs) and its
+    runtime dir, as given and resolved."""
+    args = w.proc.args
+    rt = args[args.index("--runtime-dir") + 1]
+    state = glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "corral.%d.*" % w.proc.pid))
+    assert len(state) == 1, state
+    return {state[0], os.path.realpath(state[0]), "corral.%d." % w.proc.pid, rt,
+            os.path.realpath(rt)}
+
+
+def check_host_view(w, r):
+    """At the namespace levels a run sees the fixed paths /box (its work
+    dir, cwd, HOME) and /runtime, and nothing of the host's layout: not
+    in its cwd, its environment, PID 1's cmdline, comm and environ (the
+    keeper, a fork of the processor), its mountinfo, or a traceback."""
+    out = r["stdout"] + r["stderr"]
+    for h in host_paths(w):
+        assert h.encode() not in out, (h, r)
+    assert b"cwd /box\n" in r["stdout"], r
+    assert b"env /box /box /runtime\n" in r["stdout"], r
+    pid1 = [l for l in r["stdout"].splitlines() if l.startswith(b"/proc/1/")]
+    assert len(pid1) == 3, r
+    for l in pid1:
+        for word in (b"corral-processor", b"--listen", b"--runtime-dir", b"CORRAL_", b"tcp://"):
+            assert word not in l, (word, r)
+    assert b" /box " in r["stdout"] and b" /runtime " in r["stdout"], r  # the mount points
+
+
+def test_host_paths_hidden(hw):
+    need(hw, "namespaces", "no mount namespace: the run sees the host's paths (docs/isolation.md)")
+    r = run(hw, HOSTVIEW)
+    assert r["status"] == "exit" and r["exit_code"] == 1, r
+    assert b'File "/box/main.py", line 12' in r["stderr"], r
+    check_host_view(hw, r)
     healthy(hw)
 
 

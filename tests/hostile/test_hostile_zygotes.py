@@ -8,7 +8,7 @@ afterwards: it still answers, the next run sees only its own file, and no
 process of the slot is left (but the slot's next sandbox, waiting)."""
 import pytest
 
-from test_hostile import LIM, slot_processes
+from test_hostile import LIM, check_host_view, slot_processes
 
 ENTRY = {"ruby": "main.rb", "php": "main.php"}
 PROGRAMS = {
@@ -29,6 +29,12 @@ PROGRAMS = {
         "planted": "%(paths)s.each { |p| puts \"#{p} #{File.exist?(p)}\" }\n",
         "daemon": "if fork.nil?\n  Process.setsid\n  sleep 3600 if fork.nil?\n  exit!(0)\nend\n"
                   "puts 'parent done'\n",
+        "hostview": "puts \"cwd #{Dir.pwd}\"\n"
+                    "puts \"env #{ENV['HOME']} #{ENV['CORRAL_WORKDIR']} #{ENV['CORRAL_RUNTIME_DIR']}\"\n"
+                    "['/proc/1/cmdline', '/proc/1/comm', '/proc/1/environ', '/proc/self/mountinfo'].each do |p|\n"
+                    "  puts \"#{p} #{File.binread(p).inspect}\"\n"
+                    "rescue SystemCallError => e\n  puts \"#{p} errno #{e.errno}\"\nend\n"
+                    "$stdout.flush\ndef deep\n  raise 'where am I'\nend\ndeep\n",
         "kill": "res = [-1, %(pid)d, 1].map do |pid|\n"
                 "  Process.kill(:KILL, pid)\n  'sent'\n"
                 "rescue SystemCallError => e\n  e.errno\nend\nputs res.inspect\n",
@@ -50,6 +56,12 @@ PROGRAMS = {
                    "    echo $p, ' ', file_exists($p) ? 'true' : 'false', \"\\n\";\n}\n",
         "daemon": "<?php\nif (pcntl_fork() == 0) {\n    posix_setsid();\n"
                   "    if (pcntl_fork() == 0) sleep(3600);\n    exit(0);\n}\necho \"parent done\\n\";\n",
+        "hostview": "<?php\necho 'cwd ', getcwd(), \"\\n\";\n"
+                    "echo 'env ', getenv('HOME'), ' ', getenv('CORRAL_WORKDIR'), ' ', getenv('CORRAL_RUNTIME_DIR'), \"\\n\";\n"
+                    "foreach (['/proc/1/cmdline', '/proc/1/comm', '/proc/1/environ', '/proc/self/mountinfo'] as $p) {\n"
+                    "    $d = @file_get_contents($p);\n"
+                    "    echo $p, ' ', $d === false ? 'unreadable' : addcslashes($d, \"\\0..\\37\"), \"\\n\";\n}\n"
+                    "fflush(STDOUT);\nfunction deep() {\n    throw new RuntimeException('where am I');\n}\ndeep();\n",
         "kill": "<?php\n$r = [];\nforeach ([-1, %(pid)d, 1] as $p) $r[] = posix_kill($p, 9) ? 'sent' : posix_get_last_error();\n"
                 "echo json_encode($r), \"\\n\";\n",
     },
@@ -132,4 +144,14 @@ def test_kill_the_processor(zhw):
     r = run(zhw, "kill", fmt={"pid": zhw.proc.pid})
     assert zhw.alive(), zhw.log()
     assert r["status"] in ("ok", "signal"), r  # kill(-1) may take the program itself
+    healthy(zhw)
+
+
+def test_host_paths_hidden(zhw):
+    """The fork server's child sees the sandbox's fixed paths as a cold
+    run does (test_hostile.py's test_host_paths_hidden)."""
+    r = run(zhw, "hostview")
+    assert r["status"] == "exit", r
+    assert ENTRY[zhw.rt].encode() in r["stderr"] and b"where am I" in r["stderr"], r
+    check_host_view(zhw, r)
     healthy(zhw)
