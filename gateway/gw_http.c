@@ -3,7 +3,7 @@
  * connections, request bodies, deadlines, writing replies. The routes
  * (what a request means) are gw_routes.c's, behind gw_http.h.
  *
- * Why MHD. Until 0.x the gateway used nng's own HTTP server, which has
+ * Why MHD. The gateway used nng's own HTTP server before, which has
  * no deadline for a request's head, no connection cap (1,000 half-sent
  * heads held 1,000 fds as long as their clients liked), drops a too
  * large head without an answer, answers chunked bodies 411 and has no
