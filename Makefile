@@ -27,6 +27,8 @@ CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon -Iproxy -Igateway -MMD -MP
 LDLIBS = -lnng -lmsgpackc -ljansson -lseccomp -lmbedcrypto -lpthread -lm
+# the gateway's HTTP side (libmicrohttpd): only what links libgateway
+GW_LDLIBS = -lmicrohttpd
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 PY = /usr/bin/python3
@@ -74,10 +76,10 @@ $(BUILD)/corral: $(call obj,$(cli_src)) $(LIBCORRAL)
 $(BUILD)/corral-bench: $(call obj,$(bench_src)) $(LIBCORRAL)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/corral-gateway: $(BUILD)/obj/gateway/gw_main.o $(LIBGW) $(LIBCORRAL)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(GW_LDLIBS) $(LDLIBS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBGW) $(LIBPROXY) $(LIBCORRAL)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(GW_LDLIBS) $(LDLIBS)
 
 # Installs what the project needs from Debian, only what is missing.
 deps:
@@ -119,7 +121,7 @@ fuzz:
 .PHONY: fuzz-http
 fuzz-http:
 	@mkdir -p $(BUILD)/fuzz-http-corpus
-	$(FUZZ_CC) -o $(BUILD)/fuzz_http_json tests/fuzz/fuzz_http_json.c $(gateway_src) $(common_src) $(LDLIBS)
+	$(FUZZ_CC) -o $(BUILD)/fuzz_http_json tests/fuzz/fuzz_http_json.c $(gateway_src) $(common_src) $(GW_LDLIBS) $(LDLIBS)
 	$(BUILD)/fuzz_http_json -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(FUZZ_ARGS) \
 	  $(BUILD)/fuzz-http-corpus tests/fuzz/http-seeds
 

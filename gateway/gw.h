@@ -2,8 +2,9 @@
  * gw.h — corral-gateway: the HTTP/JSON front of corral.
  *
  * One process, no threads of its own except the DNS resolver and the
- * health ticker: everything else runs in nng's callback threads (the
- * HTTP server's and the REQ sockets' aios), under one mutex (gw_lock)
+ * health ticker: everything else runs in libmicrohttpd's polling threads
+ * (HTTP) and nng's callback threads (the REQ sockets' aios), under one
+ * mutex (gw_lock)
  * that guards the worker pool, the queues and every invocation. Nothing
  * that can block runs under that lock, and no nng call made under it
  * calls back synchronously (nng dispatches completions to its taskq).
@@ -17,7 +18,10 @@
  *   gw_invoke.c   one invocation: race / hedge / retry / cancel / deadline
  *   gw_json.c     /v1 JSON <-> wire mapping
  *   gw_piston.c   Piston v2 request/response mapping
- *   gw_http.c     nng HTTP server: routes, body, CORS, API keys, errors
+ *   gw_http.c     HTTP transport (libmicrohttpd): connections, limits,
+ *                 deadlines, bodies, replies (gw_http.h: its contract
+ *                 with the routes)
+ *   gw_routes.c   routes: route table, CORS, API keys, JSON handlers
  *   gw_main.c     start, readiness, drain on SIGTERM
  */
 #ifndef GW_H
@@ -65,6 +69,10 @@ typedef struct gw_config {
 	int ping_timeout_ms;
 	int slack_ms; /* deadline = compile wall + run wall + slack */
 	int body_timeout_ms;
+	int header_timeout_ms; /* the whole request head */
+	int idle_timeout_ms;   /* a kept-alive connection without a request */
+	int max_connections;
+	size_t max_header_bytes; /* past it 431 */
 	size_t max_reply;
 	int drain_ms;
 	int notify_fd;
@@ -230,9 +238,13 @@ typedef struct gw_invoke_opts {
 
 /* Starts an invocation of req on rt (looked up by the caller under
  * lock; call without lock held). done is called exactly once, from an
- * nng thread, without the lock held. */
+ * nng thread, without the lock held. *handle (when not NULL) holds the
+ * invocation until, under the lock, it is cleared just before done. */
 void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o,
-               gw_done_fn done, void *arg);
+               gw_done_fn done, void *arg, gw_invocation **handle);
+/* Under lock, on a live handle: the client is gone; the invocation ends
+ * with 499 client_closed and its runs are cancelled on their workers. */
+void gw_invoke_abort(gw_invocation *inv, const char *why);
 /* Under lock: abort what is in flight on a worker that was ejected. */
 void gw_invoke_worker_lost(gw_worker *w);
 /* Under lock: let queued invocations proceed where slots are free or

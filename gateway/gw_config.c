@@ -38,6 +38,10 @@ gw_config gw_cfg = {
 	.ping_timeout_ms = 1000,
 	.slack_ms = 5000,
 	.body_timeout_ms = 10000,
+	.header_timeout_ms = 10000,
+	.idle_timeout_ms = 60000,
+	.max_connections = 1024,
+	.max_header_bytes = 16u << 10,
 	.max_reply = 256u << 20,
 	.drain_ms = 15000,
 	.notify_fd = -1,
@@ -85,6 +89,16 @@ static const char usage[] =
 "  --deadline-slack-ms MS  deadline = compile+run wall limits + this (5000)\n"
 "                                                                CORRAL_GW_DEADLINE_SLACK_MS\n"
 "  --body-timeout-ms MS  time allowed to receive a body (10000)  CORRAL_GW_BODY_TIMEOUT_MS\n"
+"  --header-timeout-ms MS  time allowed to receive a request's whole head\n"
+"                        (request line and headers); past it 408 and the\n"
+"                        connection is closed (10000)      CORRAL_GW_HEADER_TIMEOUT_MS\n"
+"  --idle-timeout-ms MS  a kept-alive connection without a request is closed\n"
+"                        after this (60000; whole seconds)   CORRAL_GW_IDLE_TIMEOUT_MS\n"
+"  --max-connections N   client connections at once; past it new ones wait\n"
+"                        in the listen queue until one closes (1024)\n"
+"                                                                CORRAL_GW_MAX_CONNECTIONS\n"
+"  --max-header-bytes BYTES  largest request head (request line and headers);\n"
+"                        past it 431 (16K)                   CORRAL_GW_MAX_HEADER_BYTES\n"
 "  --max-reply BYTES     largest worker reply accepted (256M)    CORRAL_GW_MAX_REPLY\n"
 "  --secret-file PATH    sign every request to the workers with this shared\n"
 "                        secret (HMAC-SHA256, timestamp, nonce); the workers\n"
@@ -183,6 +197,18 @@ static int set_size(const char *flag, const char *v, size_t *out)
 	return 0;
 }
 
+static int set_bounded_size(const char *flag, const char *v, size_t min, size_t max, size_t *out)
+{
+	if (set_size(flag, v, out) < 0)
+		return -1;
+	if (*out < min || *out > max) {
+		fprintf(stderr, "corral-gateway: %s wants a size in [%zu, %zu], got '%s'\n", flag, min,
+		        max, v);
+		return -1;
+	}
+	return 0;
+}
+
 static int set_hedge(const char *v)
 {
 	if (!strcmp(v, "auto")) {
@@ -200,7 +226,7 @@ enum {
 	O_LISTEN = 256, O_WORKERS, O_DISCOVER, O_DISCOVER_MS, O_MAX_BODY, O_CORS,
 	O_KEYS, O_NOAUTH, O_RACE, O_HEDGE, O_HEDGE_BUDGET, O_QUEUE, O_QUEUE_MS, O_RETRIES,
 	O_PING, O_PING_TO, O_SLACK, O_BODY_TO, O_MAX_REPLY, O_DRAIN, O_NOTIFY, O_SECRET,
-	O_MAX_INFLIGHT,
+	O_MAX_INFLIGHT, O_HEADER_TO, O_IDLE_TO, O_MAX_CONNS, O_MAX_HEADER,
 	O_HELP
 };
 
@@ -217,6 +243,8 @@ static const struct option opts[] = {
 	{ "body-timeout-ms", 1, 0, O_BODY_TO }, { "max-reply", 1, 0, O_MAX_REPLY },
 	{ "drain-ms", 1, 0, O_DRAIN }, { "notify-fd", 1, 0, O_NOTIFY },
 	{ "secret-file", 1, 0, O_SECRET }, { "max-inflight-bodies", 1, 0, O_MAX_INFLIGHT },
+	{ "header-timeout-ms", 1, 0, O_HEADER_TO }, { "idle-timeout-ms", 1, 0, O_IDLE_TO },
+	{ "max-connections", 1, 0, O_MAX_CONNS }, { "max-header-bytes", 1, 0, O_MAX_HEADER },
 	{ "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
 };
 
@@ -233,6 +261,8 @@ static const struct { int opt; const char *var; } envs[] = {
 	{ O_PING_TO, "CORRAL_GW_PING_TIMEOUT_MS" }, { O_SLACK, "CORRAL_GW_DEADLINE_SLACK_MS" },
 	{ O_BODY_TO, "CORRAL_GW_BODY_TIMEOUT_MS" }, { O_MAX_REPLY, "CORRAL_GW_MAX_REPLY" },
 	{ O_DRAIN, "CORRAL_GW_DRAIN_MS" }, { O_MAX_INFLIGHT, "CORRAL_GW_MAX_INFLIGHT_BODIES" },
+	{ O_HEADER_TO, "CORRAL_GW_HEADER_TIMEOUT_MS" }, { O_IDLE_TO, "CORRAL_GW_IDLE_TIMEOUT_MS" },
+	{ O_MAX_CONNS, "CORRAL_GW_MAX_CONNECTIONS" }, { O_MAX_HEADER, "CORRAL_GW_MAX_HEADER_BYTES" },
 	{ O_SECRET, "CORRAL_SECRET_FILE" }, { O_SECRET, "CORRAL_GW_SECRET_FILE" }, /* GW wins */
 };
 
@@ -275,6 +305,11 @@ static int apply(int opt, const char *v)
 	case O_NOTIFY: return set_int("--notify-fd", v, 0, 65535, &gw_cfg.notify_fd);
 	case O_SECRET: free(gw_cfg.secret_file); gw_cfg.secret_file = strdup(v); return 0;
 	case O_MAX_INFLIGHT: return set_size("--max-inflight-bodies", v, &gw_cfg.max_inflight);
+	case O_HEADER_TO: return set_int("--header-timeout-ms", v, 100, 3600000, &gw_cfg.header_timeout_ms);
+	case O_IDLE_TO: return set_int("--idle-timeout-ms", v, 1000, 3600000, &gw_cfg.idle_timeout_ms);
+	case O_MAX_CONNS: return set_int("--max-connections", v, 1, 1000000, &gw_cfg.max_connections);
+	case O_MAX_HEADER: return set_bounded_size("--max-header-bytes", v, 1024, 1u << 20,
+	                                          &gw_cfg.max_header_bytes);
 	}
 	return -1;
 }

@@ -1,110 +1,144 @@
 /*
- * gw_http.c — the HTTP side: nng's own HTTP server, one catch-all async
- * handler, and a small route table.
+ * gw_http.c — the gateway's HTTP transport: libmicrohttpd (MHD) glue,
+ * connections, request bodies, deadlines, writing replies. The routes
+ * (what a request means) are gw_routes.c's, behind gw_http.h.
  *
- * One handler takes every method and path, so that every answer —
- * unknown paths, wrong methods, bad bodies — is JSON {error:{code,
- * message}} rather than nng's HTML pages. The handler never blocks nng's
- * threads: it reads the body itself with an async read bounded by
- * --max-body and --body-timeout-ms (nng's own body collection would
- * answer an oversized body with a bare 400), and finishes the server's
- * aio later, from the invocation's completion.
+ * Why MHD. The gateway used nng's own HTTP server before, which has
+ * no deadline for a request's head, no connection cap (1,000 half-sent
+ * heads held 1,000 fds as long as their clients liked), drops a too
+ * large head without an answer, answers chunked bodies 411 and has no
+ * WebSocket; none of it can be added without patching nng. Of Debian
+ * 12's maintained HTTP servers: libmicrohttpd 0.9.75 has a connection
+ * cap, an idle timeout, a per-connection memory bound answered 431,
+ * chunked uploads, keep-alive, suspend/resume for answering from
+ * another thread, and HTTP Upgrade (for WebSocket with libwslay); h2o
+ * 2.2.5 is the 2017 branch (its library API unstable, libuv or its own
+ * loop to drive); libwebsockets 4.1.6 does all of it but as a framework
+ * owning the event loop with its own per-connection state machine.
+ * nng stays for the workers (gw_pool.c, gw_invoke.c).
+ * (docs/http-api.md, "Limits and timeouts", has the comparison.)
  *
- * Order of checks for each request: route (404), CORS preflight (204 /
- * 403), method (405), API key (401), body size and framing (413 / 411 /
- * 408), the bodies-in-flight budget (503), JSON size and nesting, then
- * JSON itself (400 / 415), runtime (404), then the invocation (its own
- * statuses: 200, 400, 429, 502, 503, 504). Every request ends with one
- * log line and one count in /metrics. A body's Content-Length is taken
- * from --max-inflight-bodies before it is read and given back when its
- * call ends (gw_mem_reserve / gw_mem_release).
+ * Threads: MHD runs its own polling threads (epoll, one per CPU up to
+ * 4); the access handler runs there and never blocks: a reply that
+ * needs a worker is awaited with the connection suspended, and the
+ * thread that has the reply (an nng one) resumes it. The handshake is
+ * c->astate: the handler suspends unless the reply is already there;
+ * gw_http_reply resumes only a connection the handler suspended.
  *
- * Body deadlines are kept by one sweeper (every SWEEP_MS) over a list of
- * the calls still reading, not by a timer armed and cancelled per
- * request: each of those costs nng thread hand-offs on the hot path of
- * every invocation, for a deadline that almost never fires. For the same
- * reason finished calls are kept for reuse (up to SPARE_MAX) with their
- * aios: freeing an aio wakes nng's reaper thread.
+ * Limits: --max-connections is MHD's cap (past it MHD stops accepting:
+ * new connections wait in the kernel's listen queue); --max-header-bytes
+ * bounds the connection's memory pool, so a larger head gets 431 from
+ * MHD; --idle-timeout-ms is MHD's inactivity timeout (whole seconds).
+ * The deadlines MHD has not — the whole head within --header-timeout-ms
+ * (for a later request on a kept-alive connection: within the idle
+ * timeout plus that), the body within --body-timeout-ms — and the
+ * clients that close their connection while their run is in flight
+ * (MHD does not watch a suspended connection) are the sweeper's: every
+ * SWEEP_MS it goes over the connections (a list kept from MHD's
+ * connection notifications, under conns_mtx; MHD closes a socket only
+ * after telling us, so every fd on the list is open). A late head or
+ * body gets a 408 written on the socket (MHD writes nothing while it
+ * reads) and the socket shut down, which MHD then sees and closes; a
+ * client gone mid-run has its invocation aborted (the runs are
+ * cancelled on their workers, gw_invoke_abort).
  *
- * A reply nng would send as it is (HTTP/1.1, kept alive, not HEAD) is
- * written on the connection by the thread that has it, and the server's
- * aio finished without output once it is out (nng then reads the next
- * request): handing it to nng's server instead costs one more thread
- * hand-off before the first byte leaves.
+ * A request's body: Content-Length is taken from --max-inflight-bodies
+ * before it is read, a chunked body grows its share as it comes; both
+ * are given back when the call ends. A route that answers in the first
+ * call of a request with a body makes MHD close the connection after
+ * the reply (so the body is never parsed as the next request); without
+ * a body the reply waits for the next call, keeping the connection.
  */
-#include <stdatomic.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
+#include <unistd.h>
+#include <netdb.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
-#include "gw.h"
-#include "conf.h"
+#include <microhttpd.h>
+
+#include "gw_http.h"
 #include "log.h"
 
-#include <nng/supplemental/http/http.h>
 #include <nng/supplemental/util/platform.h>
 
 enum { BODY_READING, BODY_DONE, BODY_TIMED_OUT };
-#define SWEEP_MS 100 /* granularity of --body-timeout-ms */
-#define SPARE_MAX 256 /* finished calls kept for reuse */
+enum { A_HANDLER, A_SUSPENDED, A_REPLIED, A_QUEUED };
+enum { P_HEAD, P_BODY, P_BUSY, P_IDLE, P_DEAD };
+#define SWEEP_MS 100   /* granularity of the deadlines */
+#define POOL_SLACK 4096 /* a connection's memory beyond --max-header-bytes */
+#define MAX_THREADS 4
 
-typedef struct call call;
-typedef void (*route_fn)(call *c);
+/* One client connection, from MHD's STARTED to its CLOSED notification. */
+typedef struct gw_conn {
+	int fd;
+	int phase;        /* P_*, under conns_mtx */
+	int64_t deadline; /* of the head (P_HEAD, P_IDLE) or the body (P_BODY) */
+	gw_call *call;    /* the request in progress, if any */
+	struct gw_conn *prev, *next;
+} gw_conn;
 
-typedef struct route {
-	const char *path;
-	const char *method; /* GET routes also answer HEAD */
-	bool auth;
-	route_fn fn;
-	const char *name; /* metrics label */
-} route;
-
-struct call {
-	nng_aio *aio;
-	nng_http_req *req;
-	nng_http_conn *conn;
-	const route *route;
-	int64_t t0;
-	char *body;
-	size_t body_len;
-	size_t reserved; /* bytes of the bodies-in-flight budget held */
-	nng_aio *rx; /* rx and tx are kept when the call is reused: their */
-	nng_aio *tx; /* callback's arg is c */
-	nng_http_res *res; /* being written on tx */
-	const char *cors_origin; /* allowed Origin to echo, or NULL */
-	char cors_buf[256];
-	bool close;   /* answer with Connection: close (body left unread) */
-	bool piston;
-	bool counted; /* in the in-flight gauge */
-	bool continuing; /* writing "100 Continue" before reading the body */
-	atomic_int refs;
-	atomic_int body_state; /* BODY_* */
-	nng_aio *timer;        /* the 408's write, when the body was late */
-	int64_t body_deadline;
-	call *rprev, *rnext; /* on the reading list, or the spare list */
-	bool listed;
-	nng_http_res *res408;
-	gw_run run;
-	const char *runtime;
-	char path[128];
-	char method[40]; /* for the log line: nng may reuse c->req once the reply is out */
-};
-
-static nng_http_server **servers;
-static size_t nservers;
-static nng_http_handler **handlers;
+static struct MHD_Daemon **daemons;
+static size_t ndaemons;
 static bool draining;
+static nng_mtx *conns_mtx;
+static gw_conn *conns;
+static nng_aio *sweep_aio;
 
 void gw_http_set_draining(void) { draining = true; }
 bool gw_http_draining(void) { return draining; }
 
-/* ---- responses --------------------------------------------------------- */
+/* ---- calls ------------------------------------------------------------- */
 
-static void log_line(call *c, int status, const char *extra)
+static void call_unref(gw_call *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	gw_route_end(c);
+	if (c->resp)
+		MHD_destroy_response(c->resp);
+	free(c->body);
+	if (c->reserved)
+		gw_mem_release(c->reserved);
+	free(c);
+}
+
+const char *gw_call_header(gw_call *c, const char *name)
+{
+	return MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, name);
+}
+
+void gw_call_add_header(gw_call *c, const char *name, const char *value)
+{
+	if (c->nhdrs == GW_CALL_HDRS)
+		return;
+	c->hdrs[c->nhdrs].name = name;
+	snprintf(c->hdrs[c->nhdrs].value, GW_CALL_HDR_MAX, "%s", value);
+	c->nhdrs++;
+}
+
+/* Under conns_mtx when c->gc may be shared. */
+static void set_phase(gw_call *c, int phase, int64_t deadline)
+{
+	nng_mtx_lock(conns_mtx);
+	if (c->gc) {
+		c->gc->phase = phase;
+		c->gc->deadline = deadline;
+	}
+	nng_mtx_unlock(conns_mtx);
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+static void log_line(gw_call *c, int status, const char *extra)
 {
 	char qpath[200], qmethod[40];
+	c->logged = true;
 	cr_log("info", "request", "method=%s path=%s status=%d ms=%lld runtime=%s%s%s",
 	       cr_log_quote(qmethod, sizeof(qmethod), c->method),
 	       cr_log_quote(qpath, sizeof(qpath), c->path), status,
@@ -112,143 +146,42 @@ static void log_line(call *c, int status, const char *extra)
 	       extra ? extra : "");
 }
 
-/* ---- calls: new, and finished ones kept for reuse ---------------------- */
-
-static nng_mtx *spare_mtx;
-static call *spare; /* linked by rnext */
-static int nspare;
-
-static call *call_new(void)
+static struct MHD_Response *build(gw_call *c, int status, char *body, size_t len,
+                                  const char *ctype, int retry_after)
 {
-	nng_mtx_lock(spare_mtx);
-	call *c = spare;
-	if (c) {
-		spare = c->rnext;
-		nspare--;
-	}
-	nng_mtx_unlock(spare_mtx);
-	if (!c)
-		return calloc(1, sizeof(call));
-	nng_aio *rx = c->rx, *tx = c->tx;
-	memset(c, 0, sizeof(*c));
-	c->rx = rx;
-	c->tx = tx;
-	return c;
-}
-
-/* A call is referenced by the request's own flow and, while a body is
- * read, by the body timer. When the last goes, c->rx and c->tx are idle
- * (their callbacks ran), though maybe still returning: another thread
- * may start a new operation on them, which nng allows. */
-static void call_unref(call *c)
-{
-	if (atomic_fetch_sub(&c->refs, 1) != 1)
-		return;
-	if (c->timer)
-		nng_aio_reap(c->timer);
-	if (c->res408)
-		nng_http_res_free(c->res408);
-	gw_run_free(&c->run);
-	free(c->body);
-	if (c->reserved)
-		gw_mem_release(c->reserved);
-	nng_mtx_lock(spare_mtx);
-	bool kept = nspare < SPARE_MAX;
-	if (kept) {
-		c->rnext = spare;
-		spare = c;
-		nspare++;
-	}
-	nng_mtx_unlock(spare_mtx);
-	if (kept)
-		return;
-	if (c->rx)
-		nng_aio_reap(c->rx);
-	if (c->tx)
-		nng_aio_reap(c->tx);
-	free(c);
-}
-
-/* True when nng's server would send a reply as it is: it adds
- * "Connection: close" for HTTP/1.0 or a client's "Connection: close",
- * and drops the body of a HEAD. */
-static bool write_direct(call *c)
-{
-	const char *version = nng_http_req_get_version(c->req);
-	const char *conn = nng_http_req_get_header(c->req, "Connection");
-	return !c->close && version && !strcmp(version, "HTTP/1.1") &&
-	       !(conn && strstr(conn, "close")) && strcmp(nng_http_req_get_method(c->req), "HEAD");
-}
-
-/* The reply is out (or failed: nng then closes the connection). */
-static void reply_written(void *arg)
-{
-	call *c = arg;
-	int rv = nng_aio_result(c->tx);
-	nng_http_res_free(c->res);
-	c->res = NULL;
-	nng_aio_set_output(c->aio, 0, NULL); /* already sent: nng reads the next request */
-	nng_aio_finish(c->aio, rv);
-	call_unref(c);
-}
-
-/* Sends status with body (taken) of type ctype; Retry-After when > 0. */
-static void respond_raw(call *c, int status, char *body, size_t len, const char *ctype,
-                        int retry_after, const char *extra_log)
-{
-	nng_http_res *res;
-	if (nng_http_res_alloc(&res) != 0) {
+	struct MHD_Response *r = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+	                              : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	if (!r) {
 		free(body);
-		nng_aio_finish(c->aio, NNG_ENOMEM);
-		call_unref(c);
-		return;
+		return NULL;
 	}
-	nng_http_res_set_status(res, (uint16_t)status);
 	if (ctype)
-		nng_http_res_set_header(res, "Content-Type", ctype);
-	nng_http_res_set_header(res, "Cache-Control", "no-store");
+		MHD_add_response_header(r, "Content-Type", ctype);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
 	if (retry_after > 0) {
 		char ra[16];
 		snprintf(ra, sizeof(ra), "%d", retry_after);
-		nng_http_res_set_header(res, "Retry-After", ra);
+		MHD_add_response_header(r, "Retry-After", ra);
 	}
-	if (c->cors_origin) {
-		nng_http_res_set_header(res, "Access-Control-Allow-Origin", c->cors_origin);
-		nng_http_res_set_header(res, "Access-Control-Expose-Headers", "Retry-After");
-		nng_http_res_set_header(res, "Vary", "Origin");
-	}
-	if (status == 401)
-		nng_http_res_set_header(res, "WWW-Authenticate", "Bearer");
-	if (status == 405 && c->route)
-		nng_http_res_set_header(res, "Allow", !strcmp(c->route->method, "GET")
-		                                          ? "GET, HEAD, OPTIONS"
-		                                          : "POST, OPTIONS");
-	if (c->close)
-		nng_http_res_set_header(res, "Connection", "close");
-	if (body && nng_http_res_copy_data(res, body, len) != 0) {
-		nng_http_res_free(res);
-		free(body);
-		nng_aio_finish(c->aio, NNG_ENOMEM);
-		call_unref(c);
-		return;
-	}
-	free(body);
-	gw_metric_http(c->route ? c->route->name : "other", status);
-	if (write_direct(c) && (c->tx || nng_aio_alloc(&c->tx, reply_written, c) == 0)) {
-		c->res = res;
-		atomic_fetch_add(&c->refs, 1); /* the log line's, once the reply is on its way */
-		nng_http_conn_write_res(c->conn, res, c->tx);
-		log_line(c, status, extra_log);
-		call_unref(c);
-		return;
-	}
-	log_line(c, status, extra_log);
-	nng_aio_set_output(c->aio, 0, res);
-	nng_aio_finish(c->aio, 0);
-	call_unref(c);
+	for (size_t i = 0; i < c->nhdrs; i++)
+		MHD_add_response_header(r, c->hdrs[i].name, c->hdrs[i].value);
+	if (c->close || status == 499)
+		MHD_add_response_header(r, "Connection", "close");
+	return r;
 }
 
-static void respond_json(call *c, int status, json_t *j, int retry_after, const char *extra_log)
+void gw_http_reply(gw_call *c, int status, char *body, size_t len, const char *ctype,
+                   int retry_after, const char *extra_log)
+{
+	c->resp = build(c, status, body, len, ctype, retry_after);
+	c->status = status;
+	gw_metric_http(c->metric ? c->metric : "other", status);
+	log_line(c, status, extra_log);
+	if (atomic_exchange(&c->astate, A_REPLIED) == A_SUSPENDED)
+		MHD_resume_connection(c->conn);
+}
+
+void gw_http_json(gw_call *c, int status, json_t *j, int retry_after, const char *extra_log)
 {
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
@@ -257,393 +190,363 @@ static void respond_json(call *c, int status, json_t *j, int retry_after, const 
 		status = 500;
 	}
 	size_t len = s ? strlen(s) : 0;
-	respond_raw(c, status, s, len, "application/json", retry_after, extra_log);
+	gw_http_reply(c, status, s, len, "application/json", retry_after, extra_log);
 }
 
-static void respond_error(call *c, int status, const char *code, const char *msg,
-                          int retry_after)
+char *gw_http_error_text(gw_call *c, const char *code, const char *msg)
 {
 	json_t *j = gw_json_error(code, msg);
 	if (c->piston) /* Piston clients read a top-level message */
 		json_object_set_new(j, "message", json_string(msg));
+	char *s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return s;
+}
+
+void gw_http_error(gw_call *c, int status, const char *code, const char *msg, int retry_after)
+{
 	char extra[320];
 	snprintf(extra, sizeof(extra), "error=%s", code);
-	respond_json(c, status, j, retry_after, extra);
+	char *s = gw_http_error_text(c, code, msg);
+	gw_http_reply(c, status, s, s ? strlen(s) : 0, "application/json", retry_after, extra);
 }
 
-/* ---- invocation routes ------------------------------------------------- */
-
-static void run_done(void *arg, const gw_result *res)
+/* Hands the reply to MHD (in its thread). */
+static enum MHD_Result queue(gw_call *c)
 {
-	call *c = arg;
-	if (c->counted)
-		gw_metric_inflight(-1);
-	if (res->status != 200) {
-		json_t *j = gw_json_error(res->code, res->message);
-		if (c->piston)
-			json_object_set_new(j, "message", json_string(res->message));
-		else if (res->race)
-			json_object_set_new(j, "race", json_incref(res->race));
-		char extra[1100];
-		snprintf(extra, sizeof(extra), "error=%s %s", res->code, res->summary);
-		respond_json(c, res->status, j, res->retry_after, extra);
+	atomic_store(&c->astate, A_QUEUED);
+	if (!c->resp)
+		return MHD_NO; /* out of memory: close */
+	enum MHD_Result rv = MHD_queue_response(c->conn, (unsigned)c->status, c->resp);
+	MHD_destroy_response(c->resp);
+	c->resp = NULL;
+	return rv;
+}
+
+/* After a route ran: queue its reply, or wait for it suspended. */
+static enum MHD_Result await_reply(gw_call *c)
+{
+	if (atomic_load(&c->astate) == A_REPLIED)
+		return queue(c);
+	MHD_suspend_connection(c->conn);
+	int expect = A_HANDLER;
+	if (!atomic_compare_exchange_strong(&c->astate, &expect, A_SUSPENDED))
+		MHD_resume_connection(c->conn); /* it came meanwhile */
+	return MHD_YES;
+}
+
+/* ---- bodies ------------------------------------------------------------ */
+
+static void refuse(gw_call *c, int status, const char *code, const char *msg, int retry_after)
+{
+	c->close = true;
+	gw_http_error(c, status, code, msg, retry_after);
+}
+
+static void overloaded(gw_call *c)
+{
+	gw_metric_inc(GW_M_REJECTED);
+	refuse(c, 503, "overloaded", "the gateway holds as many request bodies as it may "
+	       "(--max-inflight-bodies); retry later", 1);
+}
+
+static void too_large(gw_call *c, const char *what)
+{
+	char msg[200];
+	snprintf(msg, sizeof(msg), "the body is %s bytes; at most %zu are accepted", what,
+	         gw_cfg.max_body);
+	refuse(c, 413, "too_large", msg, 0);
+}
+
+/* Content-Length and friends; answers the request itself on error. */
+static void take_body(gw_call *c)
+{
+	const char *te = gw_call_header(c, "Transfer-Encoding");
+	const char *cl = gw_call_header(c, "Content-Length");
+	if (te && strcasecmp(te, "chunked")) {
+		refuse(c, 501, "not_implemented",
+		       "Transfer-Encoding other than chunked is not supported", 0);
 		return;
 	}
-	json_t *j;
-	if (c->piston) {
-		j = gw_piston_reply(res->reply, res->rt);
-	} else {
-		j = gw_json_reply(res->reply, res->rt);
-		json_object_set_new(j, "worker", json_pack("{s:s, s:s}", "url", res->worker_url, "name",
-		                                           res->worker_name ? res->worker_name : ""));
-		if (res->race)
-			json_object_set_new(j, "race", json_incref(res->race));
-		json_object_set_new(j, "gateway_ms", json_integer(gw_now_ms() - c->t0));
+	if (te)
+		return; /* chunked: its share is taken as it comes */
+	unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0; /* MHD checked it */
+	if (len > gw_cfg.max_body) {
+		char n[32];
+		snprintf(n, sizeof(n), "%llu", len);
+		too_large(c, n);
+		return;
 	}
-	char extra[900];
-	snprintf(extra, sizeof(extra), "worker=%s %s", res->worker_url, res->summary);
-	respond_json(c, 200, j, 0, extra);
+	if (len == 0)
+		return;
+	if (!gw_mem_reserve((size_t)len)) {
+		overloaded(c);
+		return;
+	}
+	c->reserved = c->body_cap = (size_t)len;
+	if (!(c->body = malloc(len + 1)))
+		refuse(c, 503, "out_of_memory", "the gateway is out of memory", 1);
 }
 
-static bool is_json_type(const char *ct)
+/* Room for n more bytes of a chunked body; false when over a limit. */
+static bool grow(gw_call *c, size_t n)
 {
-	if (!ct)
+	size_t need = c->body_len + n;
+	if (need <= c->body_cap)
 		return true;
-	while (*ct == ' ')
-		ct++;
-	size_t n = strcspn(ct, ";");
-	return (n == 16 && !strncasecmp(ct, "application/json", 16)) ||
-	       (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
-}
-
-/* Parses the body; answers 400/415 itself and returns NULL then. */
-static json_t *parse_body(call *c)
-{
-	if (c->body_len == 0) {
-		respond_error(c, 400, "bad_request", "the request has no body: send a JSON object", 0);
-		return NULL;
-	}
-	char msg[400];
-	if (gw_json_prescan(c->body, c->body_len, msg, sizeof(msg)) < 0) {
-		respond_error(c, 400, "bad_request", msg, 0);
-		return NULL;
-	}
-	json_error_t e;
-	json_t *j = json_loadb(c->body, c->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-	if (j)
-		return j;
-	const char *ct = nng_http_req_get_header(c->req, "Content-Type");
-	size_t ws = 0;
-	while (ws < c->body_len && strchr(" \t\r\n", c->body[ws]))
-		ws++;
-	bool looks_json = ws < c->body_len && (c->body[ws] == '{' || c->body[ws] == '[');
-	if (!c->piston && !is_json_type(ct) && !looks_json) {
-		snprintf(msg, sizeof(msg), "the body is not JSON (Content-Type: %.100s); send application/json", ct);
-		respond_error(c, 415, "unsupported_media_type", msg, 0);
-	} else {
-		snprintf(msg, sizeof(msg), "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
-		respond_error(c, 400, "bad_request", msg, 0);
-	}
-	return NULL;
-}
-
-static void known_runtimes(char *buf, size_t len)
-{
-	size_t off = 0;
-	buf[0] = 0;
-	for (gw_runtime *rt = gw_pool_runtimes(); rt && off < len; rt = rt->next)
-		off += (size_t)snprintf(buf + off, len - off, "%s%s %s", off ? ", " : "", rt->name, rt->version);
-}
-
-static void invoke_route(call *c)
-{
-	json_t *body = parse_body(c);
-	if (!body)
-		return;
-	char err[512];
-	int rc = c->piston ? gw_piston_from_json(body, &c->run, err, sizeof(err))
-	                   : gw_run_from_json(body, &c->run, err, sizeof(err));
-	json_decref(body);
-	if (rc < 0) {
-		respond_error(c, 400, "bad_request", err, 0);
-		return;
-	}
-	c->runtime = c->run.runtime;
-	if (draining) {
-		respond_error(c, 503, "draining", "the gateway is shutting down; retry on another", 1);
-		return;
-	}
-	gw_lock();
-	gw_runtime *rt = gw_pool_find(c->run.runtime, c->run.version);
-	if (!rt) {
-		char known[300], msg[512];
-		known_runtimes(known, sizeof(known));
-		gw_unlock();
-		snprintf(msg, sizeof(msg), "unknown runtime \"%.64s\"%s%.32s (available: %s)",
-		         c->run.runtime, c->run.version ? " version " : "",
-		         c->run.version ? c->run.version : "", known[0] ? known : "none yet");
-		if (c->piston) /* Piston answers 400 for an unknown language */
-			respond_error(c, 400, "unknown_runtime", msg, 0);
-		else
-			respond_error(c, 404, "unknown_runtime", msg, 0);
-		return;
-	}
-	rc = gw_run_bind(&c->run, rt, err, sizeof(err));
-	gw_unlock();
-	if (rc < 0) {
-		respond_error(c, 400, "bad_request", err, 0);
-		return;
-	}
-	c->counted = true;
-	gw_metric_inflight(1);
-	gw_invoke(rt, &c->run.req, &c->run.opts, run_done, c);
-}
-
-static void route_run(call *c) { invoke_route(c); }
-
-static void route_piston_execute(call *c)
-{
-	c->piston = true;
-	invoke_route(c);
-}
-
-static void route_runtimes(call *c)
-{
-	gw_lock();
-	json_t *j = gw_json_runtimes();
-	gw_unlock();
-	respond_json(c, 200, j, 0, NULL);
-}
-
-static void route_piston_runtimes(call *c)
-{
-	gw_lock();
-	json_t *j = gw_piston_runtimes();
-	gw_unlock();
-	respond_json(c, 200, j, 0, NULL);
-}
-
-static void route_healthz(call *c)
-{
-	respond_json(c, 200, json_pack("{s:b}", "ok", 1), 0, NULL);
-}
-
-static void route_readyz(call *c)
-{
-	gw_lock();
-	int n = gw_pool_healthy_total();
-	gw_unlock();
-	bool ready = n > 0 && !draining;
-	respond_json(c, ready ? 200 : 503,
-	             json_pack("{s:b, s:i, s:b}", "ready", ready, "healthy_workers", n, "draining",
-	                       draining),
-	             ready ? 0 : 1, NULL);
-}
-
-static void route_metrics(call *c)
-{
-	size_t len;
-	char *s = gw_metrics_render(&len);
-	if (!s) {
-		respond_error(c, 500, "internal", "out of memory rendering metrics", 0);
-		return;
-	}
-	respond_raw(c, 200, s, len, "text/plain; version=0.0.4; charset=utf-8", 0, NULL);
-}
-
-static const route routes[] = {
-	{ "/v1/run", "POST", true, route_run, "/v1/run" },
-	{ "/v1/runtimes", "GET", true, route_runtimes, "/v1/runtimes" },
-	{ "/api/v2/execute", "POST", true, route_piston_execute, "/api/v2/execute" },
-	{ "/api/v2/runtimes", "GET", true, route_piston_runtimes, "/api/v2/runtimes" },
-	{ "/healthz", "GET", false, route_healthz, "/healthz" },
-	{ "/readyz", "GET", false, route_readyz, "/readyz" },
-	{ "/metrics", "GET", false, route_metrics, "/metrics" },
-};
-
-/* ---- checks before the route ------------------------------------------- */
-
-static bool origin_allowed(const char *origin)
-{
-	for (size_t i = 0; i < gw_cfg.ncors; i++)
-		if (!strcmp(gw_cfg.cors[i], "*") || !strcasecmp(gw_cfg.cors[i], origin))
-			return true;
-	return false;
-}
-
-static void preflight(call *c, const char *origin)
-{
-	nng_http_res *res;
-	if (!c->cors_origin) {
-		char msg[300];
-		snprintf(msg, sizeof(msg), "origin %.200s is not allowed (see --cors-origins)",
-		         origin ? origin : "(none)");
-		respond_error(c, 403, "cors_forbidden", msg, 0);
-		return;
-	}
-	if (nng_http_res_alloc(&res) != 0) {
-		nng_aio_finish(c->aio, NNG_ENOMEM);
-		call_unref(c);
-		return;
-	}
-	const char *hdrs = nng_http_req_get_header(c->req, "Access-Control-Request-Headers");
-	nng_http_res_set_status(res, 204);
-	nng_http_res_set_header(res, "Access-Control-Allow-Origin", c->cors_origin);
-	nng_http_res_set_header(res, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-	nng_http_res_set_header(res, "Access-Control-Allow-Headers",
-	                        hdrs ? hdrs : "Content-Type, Authorization");
-	nng_http_res_set_header(res, "Access-Control-Max-Age", "600");
-	nng_http_res_set_header(res, "Vary", "Origin");
-	gw_metric_http(c->route->name, 204);
-	log_line(c, 204, "preflight=1");
-	nng_aio_set_output(c->aio, 0, res);
-	nng_aio_finish(c->aio, 0);
-	call_unref(c);
-}
-
-static bool authorized(call *c)
-{
-	if (!c->route->auth || gw_cfg.napi_keys == 0)
-		return true;
-	const char *h = nng_http_req_get_header(c->req, "Authorization");
-	if (!h || strncasecmp(h, "Bearer ", 7))
+	if (need > gw_cfg.max_body) {
+		c->too_large = true;
 		return false;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	size_t n = strlen(h);
-	bool ok = false;
-	for (size_t i = 0; i < gw_cfg.napi_keys; i++) {
-		const char *k = gw_cfg.api_keys[i];
-		size_t kn = strlen(k);
-		unsigned diff = (unsigned)(kn ^ n);
-		for (size_t j = 0; j < kn; j++) /* same time whatever matches */
-			diff |= (unsigned)(k[j] ^ (j < n ? h[j] : 0));
-		ok |= diff == 0;
 	}
-	return ok;
-}
-
-static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-static void start_read(call *c)
-{
-	nng_iov iov = { .iov_buf = c->body, .iov_len = c->body_len };
-	nng_aio_set_iov(c->rx, 1, &iov);
-	nng_http_conn_read_all(c->conn, c->rx);
-}
-
-/* ---- body deadlines: the calls still reading, and their sweeper ---------- */
-
-static nng_mtx *reading_mtx;
-static call *reading;
-static nng_aio *sweep_aio;
-
-static void list_reading(call *c)
-{
-	nng_mtx_lock(reading_mtx);
-	c->rprev = NULL;
-	c->rnext = reading;
-	if (reading)
-		reading->rprev = c;
-	reading = c;
-	c->listed = true;
-	nng_mtx_unlock(reading_mtx);
-}
-
-/* Under reading_mtx. */
-static void unlink_reading(call *c)
-{
-	if (c->rprev)
-		c->rprev->rnext = c->rnext;
-	else
-		reading = c->rnext;
-	if (c->rnext)
-		c->rnext->rprev = c->rprev;
-	c->listed = false;
-}
-
-/* True when c was still listed (then the list's reference is the caller's). */
-static bool unlist_reading(call *c)
-{
-	nng_mtx_lock(reading_mtx);
-	bool was = c->listed;
-	if (was)
-		unlink_reading(c);
-	nng_mtx_unlock(reading_mtx);
-	return was;
-}
-
-/* The body arrived (or the read failed, or the sweeper cancelled it). */
-static void body_done(void *arg)
-{
-	call *c = arg;
-	int rv = nng_aio_result(c->rx);
-	if (rv == 0 && c->continuing) { /* "100 Continue" is out: now the body */
-		c->continuing = false;
-		start_read(c);
-		return;
+	size_t cap = c->body_cap * 2 > need ? c->body_cap * 2 : need;
+	cap = cap > gw_cfg.max_body ? gw_cfg.max_body : cap;
+	if (!gw_mem_reserve(cap - c->reserved)) {
+		c->overloaded = true;
+		return false;
 	}
+	char *nb = realloc(c->body, cap + 1);
+	if (!nb) {
+		gw_mem_release(cap - c->reserved);
+		c->overloaded = true;
+		return false;
+	}
+	c->reserved = cap;
+	c->body = nb;
+	c->body_cap = cap;
+	return true;
+}
+
+static enum MHD_Result body_chunk(gw_call *c, const char *data, size_t *size)
+{
+	if (atomic_load(&c->body_state) != BODY_READING)
+		return MHD_NO; /* the sweeper answered 408 */
+	if (!c->too_large && !c->overloaded && grow(c, *size)) {
+		memcpy(c->body + c->body_len, data, *size);
+		c->body_len += *size;
+	}
+	*size = 0; /* past a limit the rest is read and dropped, then answered */
+	return MHD_YES;
+}
+
+static enum MHD_Result body_end(gw_call *c)
+{
 	int expect = BODY_READING;
-	if (!atomic_compare_exchange_strong(&c->body_state, &expect, BODY_DONE)) {
-		/* the sweeper has answered 408 and cancelled the read */
-		gw_metric_http(c->route->name, 408);
-		log_line(c, 408, "error=body_timeout");
-		nng_aio_finish(c->aio, NNG_ETIMEDOUT); /* nng closes the connection */
-		call_unref(c);
-		return;
-	}
-	if (unlist_reading(c))
-		call_unref(c); /* the list's reference */
-	if (rv != 0) {
-		log_line(c, 0, "error=body_read_failed");
-		nng_aio_finish(c->aio, rv);
-		call_unref(c);
-		return;
-	}
-	c->route->fn(c);
+	if (!atomic_compare_exchange_strong(&c->body_state, &expect, BODY_DONE))
+		return MHD_NO;
+	set_phase(c, P_BUSY, 0);
+	if (c->too_large)
+		too_large(c, "more than that");
+	else if (c->overloaded)
+		overloaded(c);
+	else
+		gw_route_body(c);
+	return await_reply(c);
 }
 
-/* The 408 is out (or failed): stop the read, which ends the call. */
-static void body_408_written(void *arg)
+/* ---- the access handler ------------------------------------------------ */
+
+static gw_call *call_new(struct MHD_Connection *conn, const char *url, const char *method)
 {
-	call *c = arg;
-	nng_aio_cancel(c->rx);
+	gw_call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->conn = conn;
+	atomic_init(&c->refs, 1);
+	c->t0 = gw_now_ms();
+	size_t plen = strcspn(url, "?#");
+	snprintf(c->path, sizeof(c->path), "%.*s", (int)(plen < 127 ? plen : 127), url);
+	while (strlen(c->path) > 1 && c->path[strlen(c->path) - 1] == '/')
+		c->path[strlen(c->path) - 1] = 0;
+	snprintf(c->method, sizeof(c->method), "%s", method);
+	const char *cl = gw_call_header(c, "Content-Length");
+	c->has_body = (cl && strcmp(cl, "0")) || gw_call_header(c, "Transfer-Encoding");
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	c->gc = ci ? ci->socket_context : NULL;
+	return c;
+}
+
+static enum MHD_Result first_call(struct MHD_Connection *conn, const char *url,
+                                  const char *method, void **con_cls)
+{
+	gw_call *c = call_new(conn, url, method);
+	if (!c)
+		return MHD_NO;
+	*con_cls = c;
+	nng_mtx_lock(conns_mtx);
+	if (c->gc)
+		c->gc->call = c;
+	nng_mtx_unlock(conns_mtx);
+	c->close = c->has_body; /* a refused request's body is never read */
+	if (gw_route_head(c)) {
+		c->close = false;
+		take_body(c);
+	}
+	if (atomic_load(&c->astate) == A_REPLIED)
+		/* with a body, MHD closes the connection after it; without,
+		 * the next call takes it and the connection is kept */
+		return c->has_body ? queue(c) : MHD_YES;
+	if (c->has_body)
+		set_phase(c, P_BODY, gw_now_ms() + gw_cfg.body_timeout_ms);
+	else
+		set_phase(c, P_BUSY, 0);
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *data, size_t *size, void **con_cls)
+{
+	(void)cls;
+	(void)version;
+	gw_call *c = *con_cls;
+	if (!c)
+		return first_call(conn, url, method, con_cls);
+	if (atomic_load(&c->astate) == A_REPLIED)
+		return queue(c);
+	if (*size)
+		return body_chunk(c, data, size);
+	return body_end(c);
+}
+
+/* A request is over (answered, or its connection failed). */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	gw_call *c = *con_cls;
+	if (!c)
+		return;
+	*con_cls = NULL;
+	nng_mtx_lock(conns_mtx);
+	if (c->gc) {
+		c->gc->call = NULL;
+		if (c->gc->phase != P_DEAD) {
+			c->gc->phase = P_IDLE;
+			c->gc->deadline = gw_now_ms() + gw_cfg.idle_timeout_ms + gw_cfg.header_timeout_ms;
+		}
+	}
+	nng_mtx_unlock(conns_mtx);
+	if (!c->logged)
+		log_line(c, 0, toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "error=idle_timeout"
+		                                                              : "error=body_read_failed");
 	call_unref(c);
 }
 
-/* The sweeper found c past its deadline (c is off the list; its
- * reference is ours). A read cannot be abandoned without nng closing the
- * connection, so the 408 is written first, then the read is cancelled. */
-static void body_late(call *c)
+/* ---- connections and the sweeper --------------------------------------- */
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
 {
-	int expect = BODY_READING;
-	if (!atomic_compare_exchange_strong(&c->body_state, &expect, BODY_TIMED_OUT)) {
-		call_unref(c);
+	(void)cls;
+	gw_conn *gc = *socket_context;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (!ci || !(gc = calloc(1, sizeof(*gc))))
+			return; /* then it has no deadline of ours, only MHD's */
+		gc->fd = ci->connect_fd;
+		gc->phase = P_HEAD;
+		gc->deadline = gw_now_ms() + gw_cfg.header_timeout_ms;
+		nng_mtx_lock(conns_mtx);
+		gc->next = conns;
+		if (conns)
+			conns->prev = gc;
+		conns = gc;
+		nng_mtx_unlock(conns_mtx);
+		*socket_context = gc;
 		return;
 	}
+	if (!gc)
+		return;
+	nng_mtx_lock(conns_mtx);
+	if (gc->prev)
+		gc->prev->next = gc->next;
+	else
+		conns = gc->next;
+	if (gc->next)
+		gc->next->prev = gc->prev;
+	if (gc->call)
+		gc->call->gc = NULL;
+	nng_mtx_unlock(conns_mtx);
+	free(gc);
+	*socket_context = NULL;
+}
+
+/* Writes a 408 on gc's socket and shuts it down (under conns_mtx: the
+ * socket is open). MHD is only reading then: it writes nothing. */
+static void send_408(gw_conn *gc, gw_call *c, const char *code, const char *msg)
+{
+	char *body = c ? gw_http_error_text(c, code, msg) : NULL;
+	if (!body) {
+		json_t *j = gw_json_error(code, msg);
+		body = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+	}
+	char head[4096];
+	size_t blen = body ? strlen(body) : 0;
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 408 Request Timeout\r\nContent-Type: "
+	                 "application/json\r\nCache-Control: no-store\r\nConnection: close\r\n"
+	                 "Content-Length: %zu\r\n", blen);
+	for (size_t i = 0; c && i < c->nhdrs && n > 0 && (size_t)n < sizeof(head); i++)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n", c->hdrs[i].name,
+		              c->hdrs[i].value);
+	if (n > 0 && (size_t)n + 2 < sizeof(head)) {
+		memcpy(head + n, "\r\n", 2);
+		if (send(gc->fd, head, (size_t)n + 2, MSG_DONTWAIT | MSG_NOSIGNAL) == n + 2 && body)
+			(void)!send(gc->fd, body, blen, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	free(body);
+	shutdown(gc->fd, SHUT_RDWR);
+	gc->phase = P_DEAD;
+}
+
+static void head_late(gw_conn *gc)
+{
+	char msg[160];
+	snprintf(msg, sizeof(msg), "the request head did not arrive within %d ms "
+	         "(--header-timeout-ms)", gw_cfg.header_timeout_ms);
+	send_408(gc, NULL, "header_timeout", msg);
+	gw_metric_http("other", 408);
+	cr_log("info", "request", "method=- path=- status=408 error=header_timeout");
+}
+
+static void body_late(gw_conn *gc, gw_call *c)
+{
+	int expect = BODY_READING;
+	if (!atomic_compare_exchange_strong(&c->body_state, &expect, BODY_TIMED_OUT))
+		return;
 	char msg[200];
 	snprintf(msg, sizeof(msg), "the body did not arrive within %d ms (truncated body?)",
 	         gw_cfg.body_timeout_ms);
-	json_t *j = gw_json_error("body_timeout", msg);
-	char *s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (!s || nng_aio_alloc(&c->timer, body_408_written, c) != 0 ||
-	    nng_http_res_alloc(&c->res408) != 0) {
-		free(s);
-		nng_aio_cancel(c->rx);
-		call_unref(c);
-		return;
-	}
-	nng_http_res_set_status(c->res408, 408);
-	nng_http_res_set_header(c->res408, "Content-Type", "application/json");
-	nng_http_res_set_header(c->res408, "Connection", "close");
-	if (c->cors_origin)
-		nng_http_res_set_header(c->res408, "Access-Control-Allow-Origin", c->cors_origin);
-	nng_http_res_copy_data(c->res408, s, strlen(s));
-	free(s);
-	nng_aio_set_timeout(c->timer, 2000);
-	nng_http_conn_write_res(c->conn, c->res408, c->timer);
+	send_408(gc, c, "body_timeout", msg);
+	gw_metric_http(c->metric ? c->metric : "other", 408);
+	log_line(c, 408, "error=body_timeout");
+}
+
+/* A suspended call's client closed its side (or reset). */
+static bool client_gone(gw_conn *gc)
+{
+	gw_call *c = gc->call;
+	if (!c || c->gone || atomic_load(&c->astate) != A_SUSPENDED)
+		return false;
+	struct pollfd p = { .fd = gc->fd, .events = POLLRDHUP };
+	if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return false;
+	c->gone = true;
+	atomic_fetch_add(&c->refs, 1); /* the sweeper's, past conns_mtx */
+	return true;
+}
+
+/* Under conns_mtx: gc's deadline or client checks; a gone call's
+ * reference is added to *gone. */
+static void sweep_one(gw_conn *gc, int64_t now, gw_call **gone, size_t *ngone, size_t max)
+{
+	if ((gc->phase == P_HEAD || gc->phase == P_IDLE) && gc->deadline <= now)
+		head_late(gc);
+	else if (gc->phase == P_BODY && gc->call && gc->deadline <= now)
+		body_late(gc, gc->call);
+	else if (gc->phase == P_BUSY && *ngone < max && client_gone(gc))
+		gone[(*ngone)++] = gc->call;
 }
 
 static void sweep(void *arg)
@@ -651,219 +554,122 @@ static void sweep(void *arg)
 	(void)arg;
 	if (nng_aio_result(sweep_aio) != 0)
 		return; /* stopped */
+	gw_call *gone[64];
+	size_t ngone = 0;
 	int64_t now = gw_now_ms();
-	call *late = NULL;
-	nng_mtx_lock(reading_mtx);
-	for (call *c = reading, *next; c; c = next) {
-		next = c->rnext;
-		if (c->body_deadline <= now) {
-			unlink_reading(c);
-			c->rnext = late; /* off the list: rnext is free for this */
-			late = c;
-		}
-	}
-	nng_mtx_unlock(reading_mtx);
-	while (late) {
-		call *c = late;
-		late = c->rnext;
-		body_late(c);
+	nng_mtx_lock(conns_mtx);
+	for (gw_conn *gc = conns; gc; gc = gc->next)
+		sweep_one(gc, now, gone, &ngone, sizeof(gone) / sizeof(gone[0]));
+	nng_mtx_unlock(conns_mtx);
+	for (size_t i = 0; i < ngone; i++) {
+		gw_route_client_gone(gone[i]);
+		call_unref(gone[i]);
 	}
 	nng_sleep_aio(SWEEP_MS, sweep_aio);
 }
 
-/* Reads the body under --body-timeout-ms; a client that sent "Expect:
- * 100-continue" (curl does for large bodies) first gets its go-ahead,
- * else it would wait a second before sending. */
-static void read_body(call *c, size_t len)
-{
-	if (!(c->body = malloc(len + 1)) || (!c->rx && nng_aio_alloc(&c->rx, body_done, c) != 0)) {
-		c->close = true;
-		respond_error(c, 503, "out_of_memory", "the gateway is out of memory", 1);
-		return;
-	}
-	c->body_len = len;
-	atomic_fetch_add(&c->refs, 1); /* the reading list's */
-	c->body_deadline = gw_now_ms() + gw_cfg.body_timeout_ms;
-	list_reading(c);
-	const char *expect = nng_http_req_get_header(c->req, "Expect");
-	if (expect && !strcasecmp(expect, "100-continue")) {
-		nng_iov iov = { .iov_buf = (void *)continue_line, .iov_len = sizeof(continue_line) - 1 };
-		c->continuing = true;
-		nng_aio_set_iov(c->rx, 1, &iov);
-		nng_http_conn_write_all(c->conn, c->rx);
-		return;
-	}
-	start_read(c);
-}
-
-/* Content-Length and friends; answers the request itself on error. */
-static void take_body(call *c)
-{
-	const char *te = nng_http_req_get_header(c->req, "Transfer-Encoding");
-	const char *cl = nng_http_req_get_header(c->req, "Content-Length");
-	int64_t len = 0;
-	char msg[200];
-	if (te && strcasecmp(te, "identity")) {
-		c->close = true;
-		respond_error(c, 411, "length_required",
-		              "chunked bodies are not supported: send Content-Length", 0);
-		return;
-	}
-	if (cl && cr_parse_int(cl, &len) < 0) {
-		c->close = true;
-		respond_error(c, 400, "bad_request", "Content-Length is not a number", 0);
-		return;
-	}
-	if ((uint64_t)len > gw_cfg.max_body) {
-		c->close = true;
-		snprintf(msg, sizeof(msg), "the body is %lld bytes; at most %zu are accepted",
-		         (long long)len, gw_cfg.max_body);
-		respond_error(c, 413, "too_large", msg, 0);
-		return;
-	}
-	if (len == 0) {
-		c->route->fn(c);
-		return;
-	}
-	if (!gw_mem_reserve((size_t)len)) {
-		c->close = true;
-		gw_metric_inc(GW_M_REJECTED);
-		respond_error(c, 503, "overloaded", "the gateway holds as many request bodies as it "
-		              "may (--max-inflight-bodies); retry later", 1);
-		return;
-	}
-	c->reserved = (size_t)len;
-	read_body(c, (size_t)len);
-}
-
-static const route *find_route(const char *path)
-{
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (!strcmp(routes[i].path, path))
-			return &routes[i];
-	return NULL;
-}
-
-static void on_request(nng_aio *aio)
-{
-	call *c = call_new();
-	if (!c) {
-		nng_aio_finish(aio, NNG_ENOMEM);
-		return;
-	}
-	c->aio = aio;
-	atomic_init(&c->refs, 1);
-	atomic_init(&c->body_state, BODY_READING);
-	c->req = nng_aio_get_input(aio, 0);
-	c->conn = nng_aio_get_input(aio, 2);
-	c->t0 = gw_now_ms();
-	const char *uri = nng_http_req_get_uri(c->req);
-	size_t plen = strcspn(uri, "?#");
-	snprintf(c->path, sizeof(c->path), "%.*s", (int)(plen < 127 ? plen : 127), uri);
-	while (strlen(c->path) > 1 && c->path[strlen(c->path) - 1] == '/')
-		c->path[strlen(c->path) - 1] = 0;
-	const char *method = nng_http_req_get_method(c->req);
-	snprintf(c->method, sizeof(c->method), "%s", method);
-	const char *origin = nng_http_req_get_header(c->req, "Origin");
-	if (origin && origin_allowed(origin)) {
-		snprintf(c->cors_buf, sizeof(c->cors_buf), "%s", origin);
-		c->cors_origin = c->cors_buf;
-	}
-	c->route = find_route(c->path);
-	/* the body of a request we do not read would be parsed as the next one */
-	const char *cl = nng_http_req_get_header(c->req, "Content-Length");
-	bool has_body = (cl && strcmp(cl, "0")) || nng_http_req_get_header(c->req, "Transfer-Encoding");
-	if (!c->route) {
-		char msg[200];
-		c->close = has_body;
-		snprintf(msg, sizeof(msg), "no route %.100s (see docs/http-api.md)", c->path);
-		respond_error(c, 404, "not_found", msg, 0);
-		return;
-	}
-	if (!strcmp(method, "OPTIONS")) {
-		c->close = has_body;
-		preflight(c, origin);
-		return;
-	}
-	bool get = !strcmp(c->route->method, "GET");
-	if (strcmp(method, c->route->method) && !(get && !strcmp(method, "HEAD"))) {
-		char msg[160];
-		c->close = has_body;
-		snprintf(msg, sizeof(msg), "%s takes %s, not %.16s", c->route->path, c->route->method, method);
-		respond_error(c, 405, "method_not_allowed", msg, 0);
-		return;
-	}
-	if (!authorized(c)) {
-		c->close = has_body;
-		respond_error(c, 401, "unauthorized",
-		              "a valid API key is required: Authorization: Bearer KEY", 0);
-		return;
-	}
-	take_body(c);
-}
-
 /* ---- start/stop -------------------------------------------------------- */
 
-static bool loopback(const nng_url *u)
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	const char *h = u->u_hostname;
+	(void)cls;
+	char msg[400], q[420];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = 0;
+	cr_log("warn", "http", "error=%s", cr_log_quote(q, sizeof(q), msg));
+}
+
+static bool loopback(const char *h)
+{
 	return !strcmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1") ||
 	       !strcmp(h, "[::1]");
+}
+
+static unsigned threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (unsigned)n;
+}
+
+static struct MHD_Daemon *daemon_start(const struct addrinfo *ai)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+	                 MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+	unsigned idle_s = (unsigned)((gw_cfg.idle_timeout_ms + 999) / 1000);
+	unsigned nthreads = threads();
+	unsigned cap = (unsigned)gw_cfg.max_connections;
+	return MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
+	                        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	                        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+	                        MHD_OPTION_STRICT_FOR_CLIENT, 1, /* e.g. HTTP/1.1 needs Host */
+	                        MHD_OPTION_CONNECTION_LIMIT, cap,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	                        (size_t)gw_cfg.max_header_bytes + POOL_SLACK,
+	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+	                        MHD_OPTION_THREAD_POOL_SIZE, cap >= nthreads ? nthreads : 1u,
+	                        MHD_OPTION_END);
+}
+
+static int listen_fail(const char *url_s, const char *why)
+{
+	char q[300];
+	cr_log("error", "start", "listen=%s error=%s", url_s, cr_log_quote(q, sizeof(q), why));
+	return -1;
 }
 
 static int listen_one(const char *url_s)
 {
 	nng_url *url;
-	nng_http_server *srv;
-	nng_http_handler *h;
-	int rv;
-	if ((rv = nng_url_parse(&url, url_s)) != 0) {
-		cr_log("error", "start", "listen=%s error=\"%s\"", url_s, nng_strerror(rv));
-		return -1;
-	}
-	if (!loopback(url) && gw_cfg.napi_keys == 0 && !gw_cfg.insecure_no_auth) {
-		cr_log("error", "start", "listen=%s error=\"listening beyond loopback needs --api-keys "
-		       "(or --insecure-no-auth)\"", url_s);
+	if (nng_url_parse(&url, url_s) != 0 || strcmp(url->u_scheme, "http"))
+		return listen_fail(url_s, "not an http://HOST:PORT URL");
+	if (!loopback(url->u_hostname) && gw_cfg.napi_keys == 0 && !gw_cfg.insecure_no_auth) {
 		nng_url_free(url);
-		return -1;
+		return listen_fail(url_s, "listening beyond loopback needs --api-keys (or --insecure-no-auth)");
 	}
-	if ((rv = nng_http_server_hold(&srv, url)) != 0 ||
-	    (rv = nng_http_handler_alloc(&h, "/", on_request)) != 0) {
-		cr_log("error", "start", "listen=%s error=\"%s\"", url_s, nng_strerror(rv));
-		nng_url_free(url);
-		return -1;
-	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	const char *host = url->u_hostname[0] ? url->u_hostname : NULL;
+	int rv = getaddrinfo(host, url->u_port, &hints, &ai);
 	nng_url_free(url);
-	servers = realloc(servers, (nservers + 1) * sizeof(*servers));
-	handlers = realloc(handlers, (nservers + 1) * sizeof(*handlers));
-	if (!servers || !handlers)
-		return -1;
-	if ((rv = nng_http_handler_set_method(h, NULL)) != 0 ||
-	    (rv = nng_http_handler_set_tree(h)) != 0 ||
-	    (rv = nng_http_handler_collect_body(h, false, 0)) != 0 ||
-	    (rv = nng_http_server_add_handler(srv, h)) != 0 || (rv = nng_http_server_start(srv)) != 0) {
-		cr_log("error", "start", "listen=%s error=\"%s\"", url_s, nng_strerror(rv));
-		return -1;
-	}
-	servers[nservers] = srv;
-	handlers[nservers] = h;
-	nservers++;
-	nng_sockaddr sa;
-	int port = 0;
-	if (nng_http_server_get_addr(srv, &sa) == 0)
-		port = sa.s_family == NNG_AF_INET6 ? ntohs(sa.s_in6.sa_port) : ntohs(sa.s_in.sa_port);
-	cr_log("info", "listening", "url=%s port=%d", url_s, port);
+	if (rv != 0)
+		return listen_fail(url_s, gai_strerror(rv));
+	struct MHD_Daemon *d = daemon_start(ai);
+	freeaddrinfo(ai);
+	struct MHD_Daemon **nd = d ? realloc(daemons, (ndaemons + 1) * sizeof(*nd)) : NULL;
+	if (!nd)
+		return listen_fail(url_s, "cannot listen there (address in use? see the warning above)");
+	daemons = nd;
+	daemons[ndaemons++] = d;
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	cr_log("info", "listening", "url=%s port=%d max_connections=%d", url_s,
+	       di ? (int)di->port : 0, gw_cfg.max_connections);
 	return 0;
+}
+
+/* Room for --max-connections sockets, the workers' and a margin. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)gw_cfg.max_connections * gw_cfg.nlisten + 256;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < want)
+		cr_log("warn", "start", "error=\"open files limited to %llu: fewer than "
+		       "--max-connections may be served\"", (unsigned long long)rl.rlim_cur);
 }
 
 int gw_http_start(void)
 {
 	int rv;
-	if ((rv = nng_mtx_alloc(&reading_mtx)) != 0 || (rv = nng_mtx_alloc(&spare_mtx)) != 0 ||
-	    (rv = nng_aio_alloc(&sweep_aio, sweep, NULL)) != 0) {
+	if ((rv = nng_mtx_alloc(&conns_mtx)) != 0 || (rv = nng_aio_alloc(&sweep_aio, sweep, NULL)) != 0) {
 		cr_log("error", "cannot start", "error=\"%s\"", nng_strerror(rv));
 		return -1;
 	}
+	raise_fd_limit();
 	nng_sleep_aio(SWEEP_MS, sweep_aio);
 	for (size_t i = 0; i < gw_cfg.nlisten; i++)
 		if (listen_one(gw_cfg.listen[i]) < 0)
@@ -873,10 +679,12 @@ int gw_http_start(void)
 
 void gw_http_stop(void)
 {
-	for (size_t i = 0; i < nservers; i++) {
-		nng_http_server_stop(servers[i]);
-		nng_http_server_release(servers[i]);
-	}
 	if (sweep_aio)
-		nng_aio_stop(sweep_aio); /* calls still listed die with the process */
+		nng_aio_stop(sweep_aio);
+	/* MHD must not be stopped with a connection suspended: when a run
+	 * outlived --drain-ms, its connection dies with the process */
+	if (gw_metric_inflight_get() > 0)
+		return;
+	for (size_t i = 0; i < ndaemons; i++)
+		MHD_stop_daemon(daemons[i]);
 }

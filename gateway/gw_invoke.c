@@ -43,7 +43,10 @@
  * Concurrency: all state is under gw_lock. Results are not handed to
  * the HTTP layer under the lock: finished invocations go on a pending
  * list that whoever holds the lock drains after unlocking
- * (gw_invoke_flush). An invocation is freed when its last reference
+ * (gw_invoke_flush). A caller's handle (gw_invoke) is cleared under the
+ * lock before its result is delivered, so that gw_invoke_abort (a client
+ * that went away) is only ever called on a live invocation. An
+ * invocation is freed when its last reference
  * (itself until delivered, each live attempt, each armed timer) goes.
  */
 #include <stdarg.h>
@@ -112,6 +115,7 @@ struct gw_invocation {
 	msgpack_unpacked win;
 	attempt *winner;
 	gw_invocation *pnext; /* pending delivery */
+	gw_invocation **handle; /* the caller's, cleared before done is called */
 	char base_id[32];
 	/* all live invocations, for gw_invoke_worker_lost */
 	gw_invocation *lprev, *lnext;
@@ -226,8 +230,11 @@ void gw_invoke_flush(void)
 	for (;;) {
 		gw_lock();
 		gw_invocation *inv = pending;
-		if (inv)
+		if (inv) {
 			pending = inv->pnext;
+			if (inv->handle)
+				*inv->handle = NULL;
+		}
 		gw_unlock();
 		if (!inv)
 			return;
@@ -824,8 +831,21 @@ static int64_t sat_add(int64_t a, int64_t b)
 	return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
+/* Under lock: the client went away; finish now (its attempts are
+ * cancelled on their workers by finish). */
+void gw_invoke_abort(gw_invocation *inv, const char *why)
+{
+	if (inv->finished)
+		return;
+	if (inv->queued) {
+		queue_unlink(inv);
+		inv->queued_ms += gw_now_ms() - inv->qstart;
+	}
+	finish(inv, 499, "client_closed", "%s", why);
+}
+
 void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o, gw_done_fn done,
-               void *arg)
+               void *arg, gw_invocation **handle)
 {
 	gw_invocation *inv = calloc(1, sizeof(*inv));
 	if (!inv) {
@@ -840,6 +860,9 @@ void gw_invoke(gw_runtime *rt, cr_request *req, const gw_invoke_opts *o, gw_done
 	inv->req = req;
 	inv->done = done;
 	inv->arg = arg;
+	inv->handle = handle;
+	if (handle)
+		*handle = inv;
 	inv->t0 = gw_now_ms();
 	snprintf(inv->base_id, sizeof(inv->base_id), "gw%llx-%x", ++seq, (unsigned)rand());
 	inv->width = o->race ? o->race : gw_cfg.race;

@@ -4,7 +4,9 @@
 set -e
 # libmbedtls-dev: HMAC-SHA256 of --secret-file (libmbedcrypto); nng itself
 # depends on it already, so it costs nothing more.
+# libmicrohttpd-dev: the gateway's HTTP server (gateway/gw_http.c).
 pkgs="make gcc libc6-dev pkg-config libnng-dev libmbedtls-dev libmsgpack-dev libjansson-dev
+libmicrohttpd-dev
 libseccomp-dev s6 execline python3 python3-pytest python3-msgpack
 python3-requests bash python3 nodejs gcc procps iproute2 curl wrk ruby
 php-cli"

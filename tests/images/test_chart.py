@@ -233,6 +233,10 @@ def test_full_values_reach_the_pods(full_docs):
     assert env["CORRAL_COMPILE_LIMITS"] == "wall_ms=20000"
     assert {e["name"]: e.get("value") for e in container(deps["cr-python"])["env"]}["CORRAL_SLOTS"] == "2"
     assert deps["cr-c"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 55
+    gw = {e["name"]: e.get("value") for e in container(deps["cr-gateway"])["env"]}
+    assert (gw["CORRAL_GW_MAX_CONNECTIONS"], gw["CORRAL_GW_HEADER_TIMEOUT_MS"],
+            gw["CORRAL_GW_IDLE_TIMEOUT_MS"], gw["CORRAL_GW_MAX_HEADER_BYTES"]) == \
+        ("300", "5000", "30000", "32K")
     keys = by_kind(full_docs, "Secret")["cr-api-keys"]["data"]["api-keys"]
     import base64
     assert base64.b64decode(keys).decode().split() == ["key-aaaaaaaaaaaaaaaaaaaaaaaa",

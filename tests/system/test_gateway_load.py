@@ -144,7 +144,7 @@ def test_truncated_body_gets_408(gw):
 @pytest.mark.parametrize("raw,want", [
     (b"POST /v1/run HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n", {400}),
     (b"POST /v1/run HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", {400}),
-    (b"POST /v1/run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", {411}),
+    (b"POST /v1/run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", {400}),  # chunked: read, not JSON
     (b"GARBAGE\r\n\r\n", {400, None}),
     (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", {505, None}),
     (b"GET /healthz HTTP/1.1\r\n\r\n", {400}),  # no Host
