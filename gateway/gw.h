@@ -198,6 +198,7 @@ void gw_pool_shutdown(void);
 gw_worker *gw_pool_workers(void);
 gw_runtime *gw_pool_runtimes(void);
 int gw_runtime_healthy(const gw_runtime *rt);
+int gw_runtime_workers(const gw_runtime *rt); /* healthy or not */
 int gw_pool_healthy_total(void);
 /* Runtime by name or alias and optional version ("*"/NULL any, else a
  * component prefix), preferring the highest version with healthy

@@ -27,7 +27,14 @@
  * other attempt is awaited. The loser gets a `cancel` op at once and its
  * slot is released when its own (cancelled) reply arrives. When every
  * attempt failed, another worker is tried (--retries) while the
- * deadline allows; then 502 listing what happened. The deadline is
+ * deadline allows; then 502 listing what happened. An attempt whose
+ * worker went away under it (connection closed or reset, ejected) is
+ * the worker's failure, not the request's: the retry after it draws on
+ * a second allowance, one per worker of the runtime (so a request that
+ * somehow killed workers still stops), and when no worker is healthy
+ * the retry waits in the queue for one to come back (--queue-ms, the
+ * deadline) instead of failing at once: a worker restarted by its
+ * supervisor serves it. The deadline is
  * compile wall + run wall + slack, summed saturating (a worker's
  * advertised default may be anything), and every nng timeout derived
  * from it is clamped to nng_duration's range. A `busy` reply is
@@ -84,6 +91,7 @@ typedef struct attempt {
 	bool cancel_sent;
 	int64_t t0, t1;
 	const char *outcome; /* won, lost, busy, error, bad_request, timeout... */
+	bool gone;           /* failed because its worker went away */
 	char detail[160];
 	char wname[96];
 } attempt;
@@ -99,7 +107,7 @@ struct gw_invocation {
 	int hedge_ms; /* -1 none */
 	int64_t t0, deadline;
 	attempt att[MAX_ATTEMPTS];
-	int natt, active, retries;
+	int natt, active, retries, gone_retries;
 	bool hedged;
 	bool last_busy; /* the last attempt to end was refused `busy` */
 	/* queue */
@@ -126,6 +134,7 @@ static gw_invocation *live;
 static unsigned long long seq;
 
 static void advance(gw_invocation *inv);
+static void fail_all(gw_invocation *inv);
 
 /* ---- lifetime ---------------------------------------------------------- */
 
@@ -546,6 +555,10 @@ static void attempt_cb(gw_lane *l)
 		if (a->outcome == NULL)
 			set_detail(a, a->cancel_sent ? "lost" : rv == NNG_ETIMEDOUT ? "timeout" : "error",
 			           "%s: %s", sent ? "reply" : "send", nng_strerror(rv));
+		a->gone |= rv == NNG_ECONNRESET || rv == NNG_ECLOSED || rv == NNG_ECONNSHUT ||
+		           rv == NNG_ECONNREFUSED;
+		if (a->gone) /* before the pipe event says so: not picked again meanwhile */
+			gw_worker_eject(a->w, "connection lost during a run");
 		if (rv == NNG_ETIMEDOUT && sent)
 			send_cancel(a); /* the worker would run it on, holding a slot */
 		if (a->cancel_sent && a->outcome && !strcmp(a->outcome, "lost"))
@@ -600,6 +613,7 @@ void gw_invoke_worker_lost(gw_worker *w)
 			if (inv->att[i].live && inv->att[i].w == w) {
 				if (!inv->att[i].outcome)
 					set_detail(&inv->att[i], "error", "worker ejected: stopped answering");
+				inv->att[i].gone = true;
 				nng_aio_cancel(inv->att[i].lane->aio);
 			}
 }
@@ -663,6 +677,8 @@ static void timer_cb(void *arg)
 			if (gw_now_ms() >= inv->deadline)
 				finish(inv, 504, "deadline", "waited %lld ms for a free slot until the deadline",
 				       (long long)inv->queued_ms);
+			else if (inv->natt > 0 && !inv->last_busy)
+				fail_all(inv); /* waited for a worker to come back: none did */
 			else
 				finish(inv, 503, "overloaded",
 				       "every %s worker stayed busy for %lld ms; retry later", inv->rt->name,
@@ -758,7 +774,9 @@ static void advance(gw_invocation *inv)
 	bool first = inv->natt == 0;
 	/* a `busy` is no failure of the request: it waits for a slot instead */
 	bool retry = !first && !inv->last_busy;
-	if (retry && inv->retries >= gw_cfg.retries) {
+	bool gone = retry && inv->att[inv->natt - 1].gone &&
+	            inv->gone_retries < gw_runtime_workers(inv->rt);
+	if (retry && !gone && inv->retries >= gw_cfg.retries) {
 		fail_all(inv);
 		return;
 	}
@@ -767,6 +785,8 @@ static void advance(gw_invocation *inv)
 		if (first)
 			finish(inv, 502, "no_worker", "no healthy %s %s worker is reachable right now",
 			       inv->rt->name, inv->rt->version);
+		else if (gone)
+			enqueue(inv); /* until one is back */
 		else
 			fail_all(inv);
 		return;
@@ -781,7 +801,10 @@ static void advance(gw_invocation *inv)
 		return;
 	}
 	if (retry) {
-		inv->retries++;
+		if (gone)
+			inv->gone_retries++;
+		else
+			inv->retries++;
 		gw_metric_inc(GW_M_RETRIES);
 	}
 	for (size_t i = 0; i < got; i++)
@@ -797,7 +820,9 @@ static void advance(gw_invocation *inv)
 void gw_invoke_pump(void)
 {
 	for (gw_runtime *rt = gw_pool_runtimes(); rt; rt = rt->next) {
-		while (rt->qhead) {
+		/* at most once round: one waiting for a worker to come back goes
+		 * back to the tail */
+		for (int n = rt->nqueued; n > 0 && rt->qhead; n--) {
 			gw_worker *w;
 			bool none = gw_runtime_healthy(rt) == 0;
 			if (!none && gw_pool_pick(rt, &w, 1, NULL, 0) == 0)

@@ -151,6 +151,14 @@ int gw_runtime_healthy(const gw_runtime *rt)
 	return n;
 }
 
+int gw_runtime_workers(const gw_runtime *rt)
+{
+	int n = 0;
+	for (gw_worker *w = workers; w; w = w->next)
+		n += w->rt == rt && !w->removed;
+	return n;
+}
+
 int gw_pool_healthy_total(void)
 {
 	int n = 0;

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+import sp
+
 from conftest import Worker
 from test_gateway_fixtures import Gateway, SlowRuntime, pid_alive, worker_on_port
 
@@ -223,3 +225,32 @@ def test_dns_discovery(worker_factory, tmp_path):
         assert "msg=worker_add worker=tcp://127.0.0.1:%s label=dns:localhost:%s" % (port, port) in gw.log()
     finally:
         gw.stop()
+
+
+def test_run_whose_worker_died_waits_for_it_to_come_back(tmp_path):
+    """The only worker is SIGKILLed mid-run and comes back on its address
+    (what s6 does): the request is not lost: its retry waits for a worker
+    to be healthy again and is served there. The old gateway answered 502
+    at once (no healthy worker for the retry)."""
+    port = Worker.__init__.__globals__["free_port"]()
+    w = worker_on_port("python", port, tmp=str(tmp_path))
+    gw = Gateway([("python", w.url)], tmp=str(tmp_path), args=["--queue-ms", "30000"])
+    box = {}
+    try:
+        t = threading.Thread(target=lambda: box.update(r=gw.run(
+            {"runtime": "python", "race": 1, "limits": {"wall_ms": 20000},
+             "code": "import time; time.sleep(2); print('served')"})))
+        t.start()
+        assert wait_until(lambda: sp.call(w.url, {"v": 1, "op": "ping"})["busy"] == 1, 20)
+        w.proc.send_signal(signal.SIGKILL)
+        w.stop()
+        assert wait_until(lambda: gw.healthy() == 0, 20)
+        w = worker_on_port("python", port, tmp=str(tmp_path))
+        t.join(60)
+        st, _, j = box["r"]
+        assert st == 200 and j["run"]["stdout"] == "served\n", j
+        outcomes = [a["outcome"] for a in j["race"]["attempts"]]
+        assert outcomes[0] == "error" and outcomes[-1] == "won", j["race"]
+    finally:
+        gw.stop()
+        w.stop()
