@@ -62,8 +62,10 @@ MIX = {
     "flood": ({"runtime": "python", "code": "while True: print('x' * 4096)",
                "limits": {"output_bytes": 65536}},
               lambda j: j["run"]["status"] == "output"),
+    # (on a box loaded enough, bash may not reach its echo within 500 ms of
+    # wall time: "" is the program's, not a loss)
     "sleeper": ({"runtime": "bash", "code": "echo a; sleep 60", "limits": {"wall_ms": 500}},
-                lambda j: j["run"]["status"] == "timeout" and j["run"]["stdout"] == "a\n"),
+                lambda j: j["run"]["status"] == "timeout" and j["run"]["stdout"] in ("a\n", "")),
 }
 WEIGHTS = {"python_ok": 6, "bash_ok": 3, "node_ok": 3, "python_stdin": 3, "cpu_loop": 1,
            "memory_hog": 1, "fork_bomb": 1, "flood": 1, "sleeper": 1}
