@@ -7,22 +7,13 @@ rather than hangs.
 """
 import json
 import socket
-import time
 
 import pytest
 
 from test_gateway_fixtures import Gateway, SlowRuntime, pid_alive
+from test_gateway_race import wait_until
 
 PY1 = {"runtime": "python", "code": "print(1)"}
-
-
-def wait_until(cond, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 def connect(gw):
